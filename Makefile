@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine:
+#   make run   set up, then run the daemon on targets.yaml (SQLite database next to it)
+#   make test  set up, then run the whole test suite
+# Set-up is idempotent: a virtualenv in .venv, the package installed into it, and a
+# Chromium that Playwright can drive (see `monitor browser --help` for the search order).
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { command -v $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= targets.yaml
+
+.PHONY: run test bench setup browser clean
+
+run: setup
+	$(BIN)/monitor --config $(CONFIG) run
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+setup: $(STAMP) browser
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is required (none found on PATH)"; exit 2; }
+	@echo "setup: creating $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+browser: $(STAMP)
+	$(BIN)/monitor browser --install
+
+clean:
+	rm -rf $(VENV) build *.egg-info

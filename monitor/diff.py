@@ -1,0 +1,315 @@
+"""Clause-level comparison of two documents, with flags and document-level signals.
+
+Align first, then look closely: clauses are matched by their folded text (a hash per clause),
+so unchanged clauses cost nothing; only the clauses that differ are paired by similarity and
+given a word-level diff (diff-match-patch on word tokens, semantic clean-up). A character diff
+over a whole document is never run.
+
+Every change says whether it is cosmetic (typography, a date line, a move, a duplicate, a
+paragraph split), and the diff is `substantive` when at least one change is not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from typing import TYPE_CHECKING, Any
+
+from .extract import Clause, Document, fold, is_date_line, mask_dates, visible_text
+
+if TYPE_CHECKING:
+    from .flags import Flag, RuleSet
+
+CHANGE_KINDS = ("added", "removed", "modified", "moved")
+PAIR_THRESHOLD = 0.45  # word-sequence similarity above which a removed and an added clause are one modified clause
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of words inside a modified clause: kept, inserted or deleted."""
+
+    op: str  # equal | insert | delete
+    text: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"op": self.op, "text": self.text}
+
+
+@dataclass
+class Change:
+    """One changed clause."""
+
+    kind: str
+    section: str
+    old: str | None
+    new: str | None
+    old_index: int | None = None
+    new_index: int | None = None
+    cosmetic: bool = False
+    reason: str | None = None  # why a change is cosmetic
+    spans: list[Span] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+
+    @property
+    def position(self) -> int:
+        return self.new_index if self.new_index is not None else (self.old_index or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "cosmetic": self.cosmetic,
+            "reason": self.reason,
+            "section": self.section,
+            "old": self.old,
+            "new": self.new,
+            "position": {"old": self.old_index, "new": self.new_index},
+            "spans": [s.to_dict() for s in self.spans],
+            "flags": [f.to_dict() for f in self.flags],
+        }
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Something about the document as a whole (silent-update, reverted)."""
+
+    kind: str
+    message: str
+    version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "message": self.message}
+        if self.version is not None:
+            out["version"] = self.version
+        return out
+
+
+@dataclass
+class DiffResult:
+    old_source: str
+    new_source: str
+    old_effective_date: str | None
+    new_effective_date: str | None
+    changes: list[Change]
+    signals: list[Signal] = field(default_factory=list)
+
+    @property
+    def substantive(self) -> bool:
+        return any(not c.cosmetic for c in self.changes)
+
+    @property
+    def flags(self) -> list[Flag]:
+        return [f for c in self.changes for f in c.flags]
+
+    def flagged_changes(self) -> list[Change]:
+        return [c for c in self.changes if c.flags]
+
+    def counts(self) -> Counter[str]:
+        return Counter(c.kind for c in self.changes if not c.cosmetic)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "substantive": self.substantive,
+            "old": {"source": self.old_source, "effective_date": self.old_effective_date},
+            "new": {"source": self.new_source, "effective_date": self.new_effective_date},
+            "signals": [s.to_dict() for s in self.signals],
+            "changes": [c.to_dict() for c in self.changes],
+        }
+
+
+# ----------------------------------------------------------------------------- word diff
+
+_TOKEN = re.compile(r"\]\([^)\s]*\)|\w+|\s+|[^\w\s]", re.UNICODE)
+
+
+def word_spans(old: str, new: str) -> list[Span]:
+    """Word-level diff: each word (or a whole link target) becomes one symbol for
+    diff-match-patch, then semantic clean-up merges fragments into readable runs."""
+    from diff_match_patch import diff_match_patch
+
+    vocabulary: dict[str, str] = {}
+    words: list[str] = []
+
+    def encode(text: str) -> str:
+        out = []
+        for token in _TOKEN.findall(text):
+            symbol = vocabulary.get(token)
+            if symbol is None:
+                symbol = chr(0xE000 + len(words)) if len(words) < 6400 else chr(0x10000 + len(words))
+                vocabulary[token] = symbol
+                words.append(token)
+            out.append(symbol)
+        return "".join(out)
+
+    a, b = encode(old), encode(new)
+    dmp = diff_match_patch()
+    dmp.Diff_Timeout = 2.0
+    diffs = dmp.diff_main(a, b, False)
+    dmp.diff_cleanupSemantic(diffs)
+    ops = {0: "equal", 1: "insert", -1: "delete"}
+    spans: list[Span] = []
+    for op, symbols in diffs:
+        text = "".join(words[_symbol_index(ch)] for ch in symbols)
+        if spans and spans[-1].op == ops[op]:
+            spans[-1] = Span(ops[op], spans[-1].text + text)
+        elif text:
+            spans.append(Span(ops[op], text))
+    return spans
+
+
+def _symbol_index(ch: str) -> int:
+    code = ord(ch)
+    return code - 0xE000 if code < 0x10000 else code - 0x10000
+
+
+# ----------------------------------------------------------------------------- alignment
+
+
+def _words(clause: Clause) -> list[str]:
+    return fold(visible_text(clause.text)).lower().split()
+
+
+def similarity(a: Clause, b: Clause) -> float:
+    wa, wb = _words(a), _words(b)
+    if not wa or not wb:
+        return 0.0
+    sa, sb = set(wa), set(wb)
+    if len(sa & sb) / len(sa | sb) < 0.2:
+        return 0.0
+    return SequenceMatcher(None, wa, wb, autojunk=False).ratio()
+
+
+def _pair(removed: list[int], added: list[int], old: Sequence[Clause], new: Sequence[Clause]) -> list[tuple[int, int]]:
+    """Greedy best-first pairing of removed and added clauses of one block, keeping order."""
+    scored = []
+    for i in removed:
+        for j in added:
+            score = similarity(old[i], new[j])
+            if score >= PAIR_THRESHOLD:
+                scored.append((score, i, j))
+    scored.sort(key=lambda t: (-t[0], t[1], t[2]))
+    pairs: list[tuple[int, int]] = []
+    used_i: set[int] = set()
+    used_j: set[int] = set()
+    for _, i, j in scored:
+        if i in used_i or j in used_j:
+            continue
+        # keep pairs monotonic: a pair may not cross one already chosen
+        if any((i < pi) != (j < pj) for pi, pj in pairs):
+            continue
+        pairs.append((i, j))
+        used_i.add(i)
+        used_j.add(j)
+    return sorted(pairs)
+
+
+def _squash(clauses: Iterable[Clause]) -> str:
+    return re.sub(r"\s+", "", "".join(c.key for c in clauses))
+
+
+def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag: bool = True) -> DiffResult:
+    """Diff two documents clause by clause and flag the changed clauses."""
+    a = [c.hash for c in old.clauses]
+    b = [c.hash for c in new.clauses]
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    changes: list[Change] = []
+    blocks: list[tuple[list[int], list[int]]] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for i, j in zip(range(i1, i2), range(j1, j2)):
+                if old.clauses[i].text != new.clauses[j].text:  # same folded text, other typography
+                    changes.append(_modified(old.clauses[i], new.clauses[j], i, j, cosmetic=True, reason="typography"))
+            continue
+        blocks.append((list(range(i1, i2)), list(range(j1, j2))))
+
+    # Moves: the same text leaves one place and appears at another.
+    removed_by_hash: dict[str, list[int]] = defaultdict(list)
+    for removed, _ in blocks:
+        for i in removed:
+            removed_by_hash[a[i]].append(i)
+    moved_old: set[int] = set()
+    moved_new: set[int] = set()
+    for _, added in blocks:
+        for j in added:
+            candidates = removed_by_hash.get(b[j])
+            if candidates:
+                i = candidates.pop(0)
+                moved_old.add(i)
+                moved_new.add(j)
+                changes.append(
+                    Change("moved", _section(new.clauses[j]), old.clauses[i].text, new.clauses[j].text, i, j, True, "moved")
+                )
+
+    old_hashes, new_hashes = set(a), set(b)
+    for removed, added in blocks:
+        removed = [i for i in removed if i not in moved_old]
+        added = [j for j in added if j not in moved_new]
+        if removed and added and _squash(old.clauses[i] for i in removed) == _squash(new.clauses[j] for j in added):
+            reason = "markup"  # the same words, split or joined differently
+            changes.extend(Change("removed", _section(old.clauses[i]), old.clauses[i].text, None, i, None, True, reason) for i in removed)
+            changes.extend(Change("added", _section(new.clauses[j]), None, new.clauses[j].text, None, j, True, reason) for j in added)
+            continue
+        pairs = _pair(removed, added, old.clauses, new.clauses)
+        paired_i = {i for i, _ in pairs}
+        paired_j = {j for _, j in pairs}
+        for i, j in pairs:
+            o, n = old.clauses[i], new.clauses[j]
+            date_only = is_date_line(o.plain) and is_date_line(n.plain) and mask_dates(fold(o.plain)) == mask_dates(fold(n.plain))
+            changes.append(_modified(o, n, i, j, cosmetic=date_only, reason="date line" if date_only else None))
+        for i in removed:
+            if i not in paired_i:
+                dup = a[i] in new_hashes  # the same words are still in the new version
+                changes.append(Change("removed", _section(old.clauses[i]), old.clauses[i].text, None, i, None, dup, "duplicate" if dup else None))
+        for j in added:
+            if j not in paired_j:
+                dup = b[j] in old_hashes
+                changes.append(Change("added", _section(new.clauses[j]), None, new.clauses[j].text, None, j, dup, "duplicate" if dup else None))
+
+    changes.sort(key=lambda c: (c.position, c.old_index if c.old_index is not None else -1))
+    if flag:
+        if rules is None:
+            from .flags import load_rules
+
+            rules = load_rules()
+        for change in changes:
+            if change.cosmetic or change.kind == "moved":
+                continue
+            change.flags = rules.flag_change(change.old, change.new, change.section or None)
+    result = DiffResult(old.source, new.source, old.effective_date, new.effective_date, changes)
+    result.signals = date_signals(result)
+    return result
+
+
+def _section(clause: Clause) -> str:
+    return clause.section_path
+
+
+def _modified(o: Clause, n: Clause, i: int, j: int, *, cosmetic: bool, reason: str | None) -> Change:
+    section = n.section_path or o.section_path
+    return Change("modified", section, o.text, n.text, i, j, cosmetic, reason, word_spans(o.text, n.text))
+
+
+def date_signals(result: DiffResult) -> list[Signal]:
+    """silent-update: a substantive change while the stated date stayed (or went back)."""
+    old_date, new_date = result.old_effective_date, result.new_effective_date
+    if not result.substantive or not old_date or not new_date:
+        return []
+    if new_date == old_date:
+        return [Signal("silent-update", f"substantive change but the stated date is still {new_date}")]
+    if new_date < old_date:
+        return [Signal("silent-update", f"substantive change and the stated date went back from {old_date} to {new_date}")]
+    return []
+
+
+def summary_line(result: DiffResult) -> str:
+    """'3 modified, 2 added, 1 removed; 2 flags (ai-training)' for logs and subjects."""
+    counts = result.counts()
+    parts = [f"{counts[k]} {k}" for k in CHANGE_KINDS if counts.get(k)]
+    text = ", ".join(parts) if parts else ("cosmetic changes only" if result.changes else "no changes")
+    flags = result.flags
+    if flags:
+        categories = sorted({f.category for f in flags})
+        text += f"; {len(flags)} flag{'s' if len(flags) != 1 else ''} ({', '.join(categories)})"
+    return text

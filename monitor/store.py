@@ -1,0 +1,681 @@
+"""Every capture, kept: SQLite (through sqlite-utils) plus content-addressed files.
+
+Layout on disk (`snapshots/` by default):
+
+    snapshots/<target-id>/<sha256>.<ext>.gz   raw capture (HTML, PDF, Markdown), compressed
+    snapshots/<target-id>/<sha256>.md         extracted text (the stable Markdown rendering)
+
+Files are named by the sha256 of their content, so identical content is stored once. They are
+written to a temporary name, fsynced and renamed, and only then is the database row committed
+in one transaction: a kill -9 at any moment leaves either a whole version or none (at worst an
+unreferenced file, which `verify` reports as a note, not a fault).
+
+Tamper evidence: each version records the sha256 of its raw and text files and a hash chained
+over the previous version of the same target (in the order versions were recorded, imports
+included). `verify` recomputes all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError, StoreError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from .diff import DiffResult
+    from .extract import Document
+    from .targets import Target
+
+SCHEMA_VERSION = 1
+GENESIS = "0" * 64
+
+
+def utcnow() -> str:
+    """Timestamps are ISO 8601 UTC with milliseconds: sortable as text."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_timestamp(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class RawPart:
+    """One fetched page as received (a document may combine several)."""
+
+    url: str
+    data: bytes
+    ext: str  # html, pdf, md, txt
+    content_type: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return sha256_bytes(self.data)
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    target_id: str
+    seq: int
+    observed_at: str
+    text_sha256: str
+    text_path: str
+    raws: tuple[dict[str, Any], ...]
+    effective_date: str | None
+    chain_hash: str
+    provenance: str
+    provenance_ref: str | None
+    text_bytes: int
+    clause_count: int
+    reverted_to: int | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Version:
+        return cls(
+            id=row["id"],
+            target_id=row["target_id"],
+            seq=row["seq"],
+            observed_at=row["observed_at"],
+            text_sha256=row["text_sha256"],
+            text_path=row["text_path"],
+            raws=tuple(json.loads(row["raws"] or "[]")),
+            effective_date=row["effective_date"],
+            chain_hash=row["chain_hash"],
+            provenance=row["provenance"],
+            provenance_ref=row["provenance_ref"],
+            text_bytes=row["text_bytes"],
+            clause_count=row["clause_count"],
+            reverted_to=row["reverted_to"],
+        )
+
+    @property
+    def ref(self) -> str:
+        return f"{self.target_id}@{self.seq}"
+
+
+@dataclass(frozen=True)
+class FetchRecord:
+    """What one fetch attempt saw; stored whether it succeeded or not."""
+
+    target_id: str
+    started_at: str
+    finished_at: str
+    requested_url: str
+    final_url: str | None = None
+    status: int | None = None
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    engine: str | None = None
+    browser_version: str | None = None
+    attempts: int = 1
+    error_kind: str | None = None
+    error_message: str | None = None
+    raw_sha256: str | None = None
+    text_sha256: str | None = None
+
+    @property
+    def duration_ms(self) -> int:
+        return int((parse_timestamp(self.finished_at) - parse_timestamp(self.started_at)).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    severity: str  # "error" breaks the promise; "note" is harmless (an orphan file)
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.where}: {self.message}"
+
+
+def chain_hash(prev: str, target_id: str, seq: int, observed_at: str, raws: Sequence[dict[str, Any]], text_sha: str) -> str:
+    raw_part = ",".join(r["sha256"] for r in raws)
+    payload = "\n".join((prev, target_id, str(seq), observed_at, raw_part, text_sha))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write, fsync, rename, fsync the directory: the file is whole or absent."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class Store:
+    """The database and the snapshot directory, opened together."""
+
+    def __init__(self, db_path: str | Path, snapshots_dir: str | Path):
+        import sqlite_utils
+
+        self.db_path = Path(db_path)
+        self.snapshots_dir = Path(snapshots_dir)
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.db_path), timeout=30, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.db_path}: cannot open the database ({exc})") from None
+        self.db: sqlite_utils.Database = sqlite_utils.Database(conn)
+        try:
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous = FULL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self._ensure_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.db_path}: not a usable monitor database ({exc})") from None
+
+    @classmethod
+    def open(cls, config: Any) -> Store:
+        return cls(config.db_path, config.snapshots_dir)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ schema
+
+    def _ensure_schema(self) -> None:
+        db = self.db
+        if "meta" in db.table_names() and self.get_meta("schema_version") == str(SCHEMA_VERSION):
+            return
+        with self.write():
+            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db["targets"].create(
+                {
+                    "id": str, "service": str, "document": str, "url": str, "urls": str,
+                    "engine_choice": str, "engine_checks": int, "state": str, "consecutive_failures": int,
+                    "failing_since": str, "last_fetch_at": str, "last_success_at": str, "last_change_at": str,
+                    "last_error_kind": str, "next_due_at": str, "created_at": str, "updated_at": str,
+                },
+                pk="id",
+                defaults={"state": "new", "consecutive_failures": 0, "engine_checks": 0},
+                if_not_exists=True,
+            )
+            db["fetches"].create(
+                {
+                    "id": int, "target_id": str, "started_at": str, "finished_at": str, "duration_ms": int,
+                    "requested_url": str, "final_url": str, "status": int, "content_type": str, "etag": str,
+                    "last_modified": str, "engine": str, "browser_version": str, "attempts": int,
+                    "outcome": str, "error_kind": str, "error_message": str, "raw_sha256": str,
+                    "text_sha256": str, "version_id": int,
+                },
+                pk="id",
+                foreign_keys=[("target_id", "targets", "id")],
+                if_not_exists=True,
+            )
+            db["versions"].create(
+                {
+                    "id": int, "target_id": str, "seq": int, "observed_at": str, "recorded_at": str,
+                    "fetch_id": int, "raws": str, "text_sha256": str, "text_path": str, "text_bytes": int,
+                    "clause_count": int, "effective_date": str, "title": str, "prev_chain": str,
+                    "chain_hash": str, "provenance": str, "provenance_ref": str, "reverted_to": int,
+                },
+                pk="id",
+                foreign_keys=[("target_id", "targets", "id")],
+                if_not_exists=True,
+            )
+            db["changes"].create(
+                {
+                    "id": int, "target_id": str, "old_version_id": int, "new_version_id": int,
+                    "old_seq": int, "new_seq": int, "detected_at": str, "observed_at": str,
+                    "substantive": int, "n_changes": int, "n_flags": int, "categories": str,
+                    "max_severity": str, "signals": str, "summary": str, "diff": str, "reviewed_at": str,
+                    "alerted": int,
+                },
+                pk="id",
+                foreign_keys=[("target_id", "targets", "id")],
+                if_not_exists=True,
+            )
+            db["alerts"].create(
+                {
+                    "id": int, "kind": str, "channel": str, "target_id": str, "change_id": int,
+                    "recipients": str, "created_at": str, "state": str, "attempts": int,
+                    "next_attempt_at": str, "last_error": str, "sent_at": str, "message_id": str,
+                    "payload": str,
+                },
+                pk="id",
+                defaults={"state": "pending", "attempts": 0},
+                if_not_exists=True,
+            )
+            for table, columns, unique in (
+                ("fetches", ["target_id", "started_at"], False),
+                ("versions", ["target_id", "seq"], True),
+                ("versions", ["target_id", "observed_at"], False),
+                ("versions", ["target_id", "text_sha256"], False),
+                ("changes", ["detected_at"], False),
+                ("changes", ["target_id", "detected_at"], False),
+                ("changes", ["observed_at"], False),
+                ("changes", ["new_version_id"], False),
+                ("alerts", ["state", "next_attempt_at"], False),
+            ):
+                db[table].create_index(columns, unique=unique, if_not_exists=True)
+            db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+            if self.get_meta("store_id") is None:
+                db["meta"].upsert({"key": "store_id", "value": os.urandom(8).hex()}, pk="key")
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        """One write transaction, taken up front (BEGIN IMMEDIATE) so that a read-then-write
+        decision (is this text new?) cannot race another process writing the same target."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write():
+            self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    # ------------------------------------------------------------------ targets
+
+    def sync_targets(self, targets: Sequence[Target]) -> None:
+        """Make sure every configured target has a row (settings may have changed)."""
+        now = utcnow()
+        with self.write():
+            for t in targets:
+                existing = self.target_row(t.id)
+                row = {
+                    "id": t.id, "service": t.service, "document": t.document, "url": t.url,
+                    "urls": json.dumps(list(t.urls)), "updated_at": now,
+                }
+                if existing is None:
+                    row["created_at"] = now
+                    self.db["targets"].insert(row, pk="id")
+                elif any(existing.get(k) != v for k, v in row.items() if k != "updated_at"):
+                    if json.loads(existing.get("urls") or "[]") != list(t.urls):
+                        row["engine_choice"] = None  # a new address may need another engine
+                    self.db["targets"].update(t.id, row)
+
+    def target_row(self, target_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from targets where id = ?", [target_id]))
+        return rows[0] if rows else None
+
+    def update_target(self, target_id: str, **values: Any) -> None:
+        with self.write():
+            self.db["targets"].update(target_id, values)
+
+    # ------------------------------------------------------------------ fetches
+
+    def record_fetch(self, fetch: FetchRecord, outcome: str, version_id: int | None = None) -> int:
+        """Store one attempt (success or failure) and keep the target's status current."""
+        with self.write():
+            return self._record_fetch(fetch, outcome, version_id)
+
+    def _record_fetch(self, fetch: FetchRecord, outcome: str, version_id: int | None = None) -> int:
+        row = {
+            "target_id": fetch.target_id, "started_at": fetch.started_at, "finished_at": fetch.finished_at,
+            "duration_ms": fetch.duration_ms, "requested_url": fetch.requested_url,
+            "final_url": fetch.final_url if fetch.final_url != fetch.requested_url else None,
+            "status": fetch.status, "content_type": fetch.content_type, "etag": fetch.etag,
+            "last_modified": fetch.last_modified, "engine": fetch.engine, "browser_version": fetch.browser_version,
+            "attempts": fetch.attempts, "outcome": outcome, "error_kind": fetch.error_kind,
+            "error_message": (fetch.error_message or None) and fetch.error_message[:300],
+            "raw_sha256": fetch.raw_sha256, "text_sha256": fetch.text_sha256, "version_id": version_id,
+        }
+        fetch_id = self.db["fetches"].insert(row).last_pk
+        target = self.target_row(fetch.target_id) or {}
+        update: dict[str, Any] = {"last_fetch_at": fetch.finished_at}
+        if outcome == "failed":
+            update["consecutive_failures"] = (target.get("consecutive_failures") or 0) + 1
+            update["last_error_kind"] = fetch.error_kind
+        else:
+            update["consecutive_failures"] = 0
+            update["last_success_at"] = fetch.finished_at
+            update["last_error_kind"] = None
+        if outcome == "new-version":
+            update["last_change_at"] = fetch.finished_at
+        self.db["targets"].update(fetch.target_id, update)
+        return int(fetch_id)
+
+    def last_fetch(self, target_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from fetches where target_id = ? order by started_at desc, id desc limit 1", [target_id]))
+        return rows[0] if rows else None
+
+    # ------------------------------------------------------------------ versions
+
+    def _path(self, target_id: str, name: str) -> Path:
+        return self.snapshots_dir / target_id / name
+
+    def _write_raws(self, target_id: str, raws: Sequence[RawPart]) -> list[dict[str, Any]]:
+        out = []
+        for part in raws:
+            sha = part.sha256
+            name = f"{sha}.{part.ext}.gz"
+            path = self._path(target_id, name)
+            if not path.exists():
+                _atomic_write(path, gzip.compress(part.data, compresslevel=6, mtime=0))
+            out.append({"url": part.url, "sha256": sha, "path": f"{target_id}/{name}", "content_type": part.content_type, "bytes": len(part.data)})
+        return out
+
+    def latest_version(self, target_id: str) -> Version | None:
+        rows = list(self.db.query(
+            "select * from versions where target_id = ? order by observed_at desc, seq desc limit 1", [target_id]
+        ))
+        return Version.from_row(rows[0]) if rows else None
+
+    def versions(self, target_id: str) -> list[Version]:
+        """All versions of a target in time order (imports interleave by observed time)."""
+        rows = self.db.query("select * from versions where target_id = ? order by observed_at, seq", [target_id])
+        return [Version.from_row(r) for r in rows]
+
+    def version_by_id(self, version_id: int) -> Version:
+        rows = list(self.db.query("select * from versions where id = ?", [version_id]))
+        if not rows:
+            raise InputError(f"no version with id {version_id}")
+        return Version.from_row(rows[0])
+
+    def version(self, target_id: str, seq: int) -> Version:
+        rows = list(self.db.query("select * from versions where target_id = ? and seq = ?", [target_id, seq]))
+        if not rows:
+            count = self.db.execute("select count(*) from versions where target_id = ?", [target_id]).fetchone()[0]
+            if not count:
+                raise InputError(f"{target_id}@{seq}: no versions stored for {target_id!r}; run `monitor check {target_id}` first")
+            raise InputError(f"{target_id}@{seq}: no such version; {target_id} has versions 1 to {count}")
+        return Version.from_row(rows[0])
+
+    def resolve(self, ref: str) -> Version:
+        """'ID@N', 'ID@latest' or 'ID@latest~K' (K versions before the latest, in time order)."""
+        target_id, _, which = ref.partition("@")
+        if not target_id or not which:
+            raise InputError(f"{ref}: expected TARGET_ID@N, TARGET_ID@latest or TARGET_ID@latest~K")
+        if which.isdigit():
+            return self.version(target_id, int(which))
+        if which == "latest" or which.startswith("latest~"):
+            back_text = which[len("latest~"):] if "~" in which else "0"
+            if not back_text.isdigit():
+                raise InputError(f"{ref}: after latest~ give a number, e.g. {target_id}@latest~1")
+            history = self.versions(target_id)
+            back = int(back_text)
+            if not history:
+                raise InputError(f"{ref}: no versions stored for {target_id!r}; check the id with `monitor status`")
+            if back >= len(history):
+                raise InputError(f"{ref}: {target_id} has only {len(history)} version(s)")
+            return history[-1 - back]
+        raise InputError(f"{ref}: expected TARGET_ID@N, TARGET_ID@latest or TARGET_ID@latest~K")
+
+    def read_text(self, version: Version) -> str:
+        path = self.snapshots_dir / version.text_path
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(f"{version.ref}: text file {path} cannot be read ({exc.strerror or exc}); run `monitor verify`") from None
+
+    def read_raw(self, raw: dict[str, Any]) -> bytes:
+        return gzip.decompress((self.snapshots_dir / raw["path"]).read_bytes())
+
+    def document(self, version: Version) -> Document:
+        from .extract import parse_stored
+
+        doc = parse_stored(self.read_text(version), source=version.ref)
+        doc.effective_date = version.effective_date
+        return doc
+
+    def find_text(self, target_id: str, text_sha: str) -> Version | None:
+        """The most recent version of this target with exactly this text, if any."""
+        rows = list(self.db.query(
+            "select * from versions where target_id = ? and text_sha256 = ? order by observed_at desc, seq desc limit 1",
+            [target_id, text_sha],
+        ))
+        return Version.from_row(rows[0]) if rows else None
+
+    def add_version(
+        self,
+        target_id: str,
+        raws: Sequence[RawPart],
+        document: Document,
+        *,
+        observed_at: str,
+        fetch: FetchRecord | None = None,
+        provenance: str = "live",
+        provenance_ref: str | None = None,
+    ) -> Version | None:
+        """Record a new version (files first, then one transaction).
+
+        Returns None, and stores no version, when the text equals the version that precedes
+        it in time: nothing is ever stored twice. The comparison happens inside the write
+        transaction, so two processes capturing the same target cannot both record it. The
+        fetch, if given, is recorded in the same transaction.
+        """
+        text = document.to_markdown()
+        text_bytes = text.encode("utf-8")
+        text_sha = sha256_bytes(text_bytes)
+        before = self._version_before(target_id, observed_at)
+        if before is not None and before.text_sha256 == text_sha:
+            if fetch:
+                self.record_fetch(fetch, "unchanged")
+            return None  # unchanged: one fetch row, no file
+        raw_meta = self._write_raws(target_id, raws)
+        text_name = f"{text_sha}.md"
+        _atomic_write(self._path(target_id, text_name), text_bytes)
+        with self.write():
+            before = self._version_before(target_id, observed_at)  # again: another process may have written
+            if before is not None and before.text_sha256 == text_sha:
+                if fetch:
+                    self._record_fetch(fetch, "unchanged")
+                return None
+            seq_row = self.db.execute("select coalesce(max(seq), 0) from versions where target_id = ?", [target_id]).fetchone()
+            seq = seq_row[0] + 1
+            last_recorded = list(self.db.query(
+                "select chain_hash from versions where target_id = ? order by seq desc limit 1", [target_id]
+            ))
+            prev_chain = last_recorded[0]["chain_hash"] if last_recorded else GENESIS
+            earlier = self.find_text(target_id, text_sha)
+            reverted_to = earlier.seq if earlier is not None and (before is None or earlier.id != before.id) else None
+            row = {
+                "target_id": target_id, "seq": seq, "observed_at": observed_at, "recorded_at": utcnow(),
+                "fetch_id": None, "raws": json.dumps(raw_meta), "text_sha256": text_sha,
+                "text_path": f"{target_id}/{text_name}", "text_bytes": len(text_bytes),
+                "clause_count": len(document.clauses), "effective_date": document.effective_date,
+                "title": document.title, "prev_chain": prev_chain,
+                "chain_hash": chain_hash(prev_chain, target_id, seq, observed_at, raw_meta, text_sha),
+                "provenance": provenance, "provenance_ref": provenance_ref, "reverted_to": reverted_to,
+            }
+            version_id = int(self.db["versions"].insert(row).last_pk)
+            if fetch:
+                fetch_id = self._record_fetch(fetch, "new-version", version_id)
+                self.db["versions"].update(version_id, {"fetch_id": fetch_id})
+            row["id"] = version_id
+            return Version.from_row(row)
+
+    def _version_before(self, target_id: str, observed_at: str) -> Version | None:
+        rows = list(self.db.query(
+            "select * from versions where target_id = ? and observed_at <= ? order by observed_at desc, seq desc limit 1",
+            [target_id, observed_at],
+        ))
+        return Version.from_row(rows[0]) if rows else None
+
+    def neighbours(self, version: Version) -> tuple[Version | None, Version | None]:
+        """The versions just before and just after this one in time."""
+        history = self.versions(version.target_id)
+        ids = [v.id for v in history]
+        index = ids.index(version.id)
+        before = history[index - 1] if index > 0 else None
+        after = history[index + 1] if index + 1 < len(history) else None
+        return before, after
+
+    # ------------------------------------------------------------------ changes
+
+    def add_change(
+        self,
+        old: Version,
+        new: Version,
+        result: DiffResult,
+        *,
+        alert_rows: Sequence[dict[str, Any]] = (),
+        detected_at: str | None = None,
+    ) -> int:
+        """Store a change record (the diff JSON plus summary columns for fast reports) and
+        its alerts in one transaction: an alert is never lost, and never without its change."""
+        from .diff import summary_line
+        from .targets import SEVERITIES
+
+        flags = result.flags
+        severities = [f.severity for f in flags]
+        max_severity = max(severities, key=SEVERITIES.index) if severities else None
+        row = {
+            "target_id": new.target_id, "old_version_id": old.id, "new_version_id": new.id,
+            "old_seq": old.seq, "new_seq": new.seq, "detected_at": detected_at or utcnow(),
+            "observed_at": new.observed_at, "substantive": int(result.substantive),
+            "n_changes": sum(1 for c in result.changes if not c.cosmetic), "n_flags": len(flags),
+            "categories": ",".join(sorted({f.category for f in flags})) or None,
+            "max_severity": max_severity, "signals": json.dumps([s.to_dict() for s in result.signals]),
+            "summary": summary_line(result), "diff": json.dumps(result.to_dict(), ensure_ascii=False),
+            "alerted": int(bool(alert_rows)),
+        }
+        with self.write():
+            existing = list(self.db.query(
+                "select id from changes where old_version_id = ? and new_version_id = ?", [old.id, new.id]
+            ))
+            if existing:
+                return int(existing[0]["id"])
+            change_id = int(self.db["changes"].insert(row).last_pk)
+            now = utcnow()
+            for alert in alert_rows:
+                self.db["alerts"].insert(
+                    {"created_at": now, "state": "pending", "attempts": 0, "next_attempt_at": now, **alert, "change_id": change_id}
+                )
+            self.db["targets"].update(new.target_id, {"last_change_at": row["detected_at"]})
+        return change_id
+
+    def change(self, change_id: int) -> dict[str, Any]:
+        rows = list(self.db.query("select * from changes where id = ?", [change_id]))
+        if not rows:
+            raise InputError(f"no change with id {change_id}; list them with `monitor report` or `monitor history TARGET`")
+        return rows[0]
+
+    def add_alerts(self, rows: Sequence[dict[str, Any]]) -> None:
+        now = utcnow()
+        with self.write():
+            for alert in rows:
+                self.db["alerts"].insert({"created_at": now, "state": "pending", "attempts": 0, "next_attempt_at": now, **alert})
+
+    # ------------------------------------------------------------------ verify
+
+    def verify(self) -> list[VerifyProblem]:
+        """Check every file against the database and every chain link; report all faults."""
+        problems: list[VerifyProblem] = []
+        referenced: set[str] = set()
+        by_target: dict[str, list[dict[str, Any]]] = {}
+        for row in self.db.query("select * from versions order by target_id, seq"):
+            by_target.setdefault(row["target_id"], []).append(row)
+        for target_id, rows in by_target.items():
+            prev = GENESIS
+            for expected_seq, row in enumerate(rows, start=1):
+                where = f"{target_id}@{row['seq']}"
+                if row["seq"] != expected_seq:
+                    problems.append(VerifyProblem("error", where, f"version numbers jump (expected {expected_seq}): a version row is missing"))
+                raws = json.loads(row["raws"] or "[]")
+                for raw in raws:
+                    referenced.add(raw["path"])
+                    problems.extend(self._check_file(where, raw["path"], raw["sha256"], compressed=True))
+                referenced.add(row["text_path"])
+                problems.extend(self._check_file(where, row["text_path"], row["text_sha256"], compressed=False))
+                if row["prev_chain"] != prev:
+                    problems.append(VerifyProblem("error", where, "chain broken: prev_chain does not match the previous version's chain hash"))
+                expected = chain_hash(row["prev_chain"], target_id, row["seq"], row["observed_at"], raws, row["text_sha256"])
+                if row["chain_hash"] != expected:
+                    problems.append(VerifyProblem("error", where, "chain hash does not match the recorded content (a row was edited)"))
+                prev = row["chain_hash"]
+        for row in self.db.query(
+            "select c.id from changes c left join versions o on o.id = c.old_version_id "
+            "left join versions n on n.id = c.new_version_id where o.id is null or n.id is null"
+        ):
+            problems.append(VerifyProblem("error", f"change {row['id']}", "refers to a version that does not exist"))
+        if self.snapshots_dir.exists():
+            for path in sorted(self.snapshots_dir.rglob("*")):
+                if not path.is_file() or path.name == "README.md":
+                    continue
+                rel = path.relative_to(self.snapshots_dir).as_posix()
+                if path.name.endswith(".tmp"):
+                    problems.append(VerifyProblem("note", rel, "left-over temporary file from an interrupted write (safe to delete)"))
+                elif rel not in referenced:
+                    problems.append(VerifyProblem("note", rel, "file not referenced by any version (an interrupted capture; harmless)"))
+        return problems
+
+    def _check_file(self, where: str, rel: str, sha: str, *, compressed: bool) -> list[VerifyProblem]:
+        path = self.snapshots_dir / rel
+        try:
+            data = path.read_bytes()
+            if compressed:
+                data = gzip.decompress(data)
+        except FileNotFoundError:
+            return [VerifyProblem("error", where, f"file missing: {rel}")]
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            return [VerifyProblem("error", where, f"file unreadable: {rel} ({exc})")]
+        actual = sha256_bytes(data)
+        if actual != sha:
+            return [VerifyProblem("error", where, f"content of {rel} does not match its recorded sha256 (modified or corrupted)")]
+        return []
+
+    # ------------------------------------------------------------------ stats
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: self.db.execute(f"select count(*) from {table}").fetchone()[0]  # noqa: S608 - fixed names
+            for table in ("targets", "fetches", "versions", "changes", "alerts")
+        }
