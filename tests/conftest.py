@@ -54,6 +54,7 @@ class Site:
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.user_agents: list[str] = []
+        self.cookies: list[tuple[str, str]] = []  # (path, Cookie header) per request
         self._lock = threading.Lock()
         site = self
 
@@ -91,6 +92,7 @@ class Site:
         with self._lock:
             self.hits[path] += 1
             self.user_agents.append(handler.headers.get("User-Agent", ""))
+            self.cookies.append((path, handler.headers.get("Cookie", "")))
             route = self.routes.get(path)
             status_override = route.first.pop(0) if route and route.first else None
         if route is None:
@@ -242,3 +244,18 @@ def make_pdf(lines: list[str]) -> bytes:
         out += f"{offset:010d} 00000 n \n".encode()
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def browser_pids() -> list[int]:
+    """Main Chromium processes started by this test process (not its helper processes)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            name, cmdline = child.name(), child.cmdline()
+        except psutil.Error:
+            continue
+        if "chrom" in name.lower() and not any(arg.startswith("--type=") for arg in cmdline):
+            found.append(child.pid)
+    return found
