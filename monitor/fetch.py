@@ -306,13 +306,6 @@ class BrowserEngine(Engine):
                     pass
                 self._pw = None
 
-    def browser_pid(self) -> int | None:
-        """The Chromium process id (tests kill it to prove recovery)."""
-        try:
-            return self._browser._impl_obj._connection._transport._proc.pid  # noqa: SLF001
-        except AttributeError:
-            return None
-
     async def get(self, url: str, target: Target) -> Page:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout

@@ -1,0 +1,170 @@
+"""Review commands: report, history, show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .base import State, cli, config_option, output_option, pass_state, use_color
+
+
+@cli.command()
+@config_option
+@click.option("--since", metavar="WHEN", help="7d, 12h, 2w, or a date (2024-09-01). Default: since the last --mark-reviewed.")
+@click.option("--all", "everything", is_flag=True, help="Every change ever recorded.")
+@click.option("--target", "targets", multiple=True, metavar="TARGET_ID", help="Only this target (repeatable).")
+@click.option("--flagged", is_flag=True, help="Only changes with at least one flag.")
+@click.option("--category", "categories", multiple=True, metavar="NAME", help="Only changes flagged with this category (ai-training, ai-third-party, opt-out-scope...).")
+@click.option("--cosmetic", is_flag=True, help="Include changes that are cosmetic only.")
+@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True)
+@click.option("--side-by-side", is_flag=True, help="HTML: old and new text next to each other.")
+@click.option("--mark-reviewed", is_flag=True, help="Remember these changes as reviewed (the next report starts after them).")
+@output_option
+@pass_state
+def report(state: State, since: str | None, everything: bool, targets: tuple[str, ...], flagged: bool, categories: tuple[str, ...],
+           cosmetic: bool, fmt: str, side_by_side: bool, mark_reviewed: bool, output: str | None) -> int:
+    """Review the changes since the last review: newest first, flagged first within a day.
+
+    \b
+    Examples:
+      monitor report                                  what changed since the last review
+      monitor report --since 7d --flagged             flagged changes of the last week
+      monitor report --category ai-training --all     every AI-training change ever seen
+      monitor report --format html -o report.html     one self-contained page to share
+      monitor report --format json | jq '.changes[].id'
+      monitor report --mark-reviewed                  read them, then start afresh
+
+    Each change shows the document, when it was detected, the stated effective dates,
+    signals (silent-update, reverted), flags with the words that triggered them, then the
+    word-level diff of the changed clauses.
+    """
+    from ..report import (
+        ReportQuery,
+        mark_reviewed as do_mark,
+        parse_since,
+        render_report_html,
+        render_report_markdown,
+        render_report_text,
+        select_changes,
+    )
+
+    config = state.config()
+    for target_id in targets:
+        config.target(target_id)  # unknown ids are a usage error, not an empty report
+    with state.store() as store:
+        start = None
+        if since:
+            start = parse_since(since)
+        elif not everything:
+            start = store.get_meta("last_review_at")
+        query = ReportQuery(since=start, targets=targets, flagged=flagged, categories=categories, include_cosmetic=cosmetic)
+        entries = select_changes(store, query)
+        if fmt == "json":
+            text = json.dumps({"since": start, "changes": entries}, ensure_ascii=False, indent=2) + "\n"
+        elif fmt == "markdown":
+            text = render_report_markdown(entries)
+        elif fmt == "html":
+            text = render_report_html(entries, store, side_by_side=side_by_side)
+        else:
+            text = render_report_text(entries, color=output is None and use_color())
+        if mark_reviewed:
+            do_mark(store, entries)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output} ({len(entries)} changes)", err=True)
+    else:
+        click.echo(text, nl=False)
+    return 0
+
+
+@cli.command()
+@config_option
+@click.argument("target_id")
+@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_state
+def history(state: State, target_id: str, fmt: str) -> int:
+    """List the stored versions of a target, oldest first.
+
+    \b
+    Examples:
+      monitor history linkedin-privacy
+      monitor history linkedin-privacy --format json
+
+    Columns: version number (use it as TARGET_ID@N), when it was observed, the date the
+    document states, size, sha256 of the text, where it came from (live, wayback, ota),
+    and the change that led to it (changed clauses, flags, change id for `monitor show`).
+    """
+    from ..report import history_rows
+
+    state.config().target(target_id)
+    with state.store() as store:
+        rows = history_rows(store, target_id)
+    if fmt == "json":
+        click.echo(json.dumps({"target": target_id, "versions": rows}, indent=2))
+        return 0
+    if not rows:
+        click.echo(f"{target_id}: no versions yet; run `monitor check {target_id}`")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("v", "observed (UTC)", "effective", "bytes", "sha256", "source", "changed", "flags", "change"):
+        table.add_column(column)
+    for r in rows:
+        changed = "-" if r["change_id"] is None else (str(r["n_changes"]) if r["substantive"] else "cosmetic")
+        if r["reverted_to"]:
+            changed += f" (= v{r['reverted_to']})"
+        flags = "-" if not r["n_flags"] else f"{r['n_flags']} {r['categories']}"
+        table.add_row(
+            str(r["seq"]), r["observed_at"][:16].replace("T", " "), r["effective_date"] or "-", str(r["text_bytes"]),
+            r["text_sha256"][:12], r["provenance"], changed, flags, "-" if r["change_id"] is None else f"#{r['change_id']}",
+        )
+    Console(soft_wrap=True).print(table)
+    return 0
+
+
+@cli.command()
+@config_option
+@click.argument("change_id", type=int)
+@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True)
+@click.option("--cosmetic", is_flag=True, help="Also show cosmetic changes.")
+@output_option
+@pass_state
+def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | None) -> int:
+    """Show one change in full.
+
+    \b
+    Examples:
+      monitor show 12
+      monitor show 12 --format html -o change-12.html
+    """
+    from ..report import change_entry, render_diff_html, render_diff_markdown, render_diff_text, _title
+
+    with state.store() as store:
+        store.change(change_id)  # a clear error for an unknown id
+        row = next(store.db.query(
+            """select c.*, t.service, t.document, t.url, n.provenance from changes c join targets t on t.id = c.target_id
+               join versions n on n.id = c.new_version_id where c.id = ?""",
+            [change_id],
+        ))
+    entry = change_entry(row)
+    title = f"#{change_id} {_title(entry)} v{entry['old_version']}→v{entry['new_version']} detected {entry['detected_at'][:16].replace('T', ' ')}"
+    if fmt == "json":
+        text = json.dumps(entry, ensure_ascii=False, indent=2) + "\n"
+    elif fmt == "html":
+        text = render_diff_html(entry, title=title)
+    elif fmt == "markdown":
+        text = render_diff_markdown(entry, title=title)
+    else:
+        text = render_diff_text(entry, color=output is None and use_color(), title=title, show_cosmetic=cosmetic)
+        if entry.get("url"):
+            text += f"  {entry['url']}\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+    return 0

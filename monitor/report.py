@@ -1,0 +1,527 @@
+"""Reviewing changes: selecting them from the store and rendering them as text (coloured on
+a terminal), JSON, Markdown, or one self-contained HTML page.
+
+Everything captured from a page is data, never markup: HTML output escapes it, and the page
+carries a Content-Security-Policy that allows only its own inline script (by hash), so even a
+bug in escaping could not run a captured script or load anything from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+@dataclass
+class ReportQuery:
+    since: str | None = None  # ISO timestamp; None = everything
+    targets: tuple[str, ...] = ()
+    flagged: bool = False
+    categories: tuple[str, ...] = ()
+    include_cosmetic: bool = False
+    limit: int | None = None
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> str:
+    """'7d', '12h', '2w' (ago) or a date/time ('2024-09-01', '2024-09-01T12:00') to a timestamp."""
+    from .store import to_timestamp
+
+    now = now or datetime.now(timezone.utc)
+    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
+    if match:
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+        return to_timestamp(now - timedelta(**{unit: int(match.group(1))}))
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--since {text!r}: use a duration like 7d, 12h, 2w or a date like 2024-09-01") from None
+    return to_timestamp(when)
+
+
+def select_changes(store: Store, query: ReportQuery) -> list[dict[str, Any]]:
+    """Changes as report entries, newest first and flagged first within a day.
+
+    Uses the summary columns (indexed on detected_at and target) to filter, and parses the
+    stored diff JSON only for the rows that are returned."""
+    where = ["1 = 1"]
+    params: list[Any] = []
+    if query.since:
+        where.append("c.detected_at >= ?")
+        params.append(query.since)
+    if query.targets:
+        where.append(f"c.target_id in ({', '.join('?' for _ in query.targets)})")
+        params.extend(query.targets)
+    if query.flagged:
+        where.append("c.n_flags > 0")
+    if query.categories:
+        where.append("(" + " or ".join("(',' || c.categories || ',') like ?" for _ in query.categories) + ")")
+        params.extend(f"%,{category},%" for category in query.categories)
+    if not query.include_cosmetic:
+        where.append("c.substantive = 1")
+    sql = f"""
+        select c.*, t.service, t.document, t.url,
+               o.effective_date as old_effective, n.effective_date as new_effective,
+               n.provenance as provenance, n.observed_at as new_observed_at, o.observed_at as old_observed_at
+        from changes c
+        join targets t on t.id = c.target_id
+        join versions o on o.id = c.old_version_id
+        join versions n on n.id = c.new_version_id
+        where {' and '.join(where)}
+        order by substr(c.detected_at, 1, 10) desc, (c.n_flags > 0) desc, c.observed_at desc, c.id desc
+    """  # noqa: S608 - only placeholders are interpolated
+    if query.limit:
+        sql += f" limit {int(query.limit)}"
+    return [change_entry(row) for row in store.db.query(sql, params)]
+
+
+def change_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """One change in the report JSON contract (every field of the `monitor diff` JSON too)."""
+    diff = json.loads(row["diff"])
+    entry = {
+        "id": row["id"],
+        "target": row["target_id"],
+        "service": row["service"],
+        "document": row["document"],
+        "url": row["url"],
+        "detected_at": row["detected_at"],
+        "observed_at": row["observed_at"],
+        "old_version": row["old_seq"],
+        "new_version": row["new_seq"],
+        "provenance": row.get("provenance") or "live",
+        "reviewed_at": row.get("reviewed_at"),
+        "summary": row.get("summary"),
+    }
+    entry.update(diff)
+    return entry
+
+
+def mark_reviewed(store: Store, entries: Sequence[dict[str, Any]]) -> None:
+    from .store import utcnow
+
+    now = utcnow()
+    with store.write():
+        for entry in entries:
+            store.db["changes"].update(entry["id"], {"reviewed_at": now})
+        store.db["meta"].upsert({"key": "last_review_at", "value": now}, pk="key")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _flagged_first(changes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def key(change: dict[str, Any]) -> tuple[int, int]:
+        flags = change.get("flags") or []
+        best = min((SEVERITY_ORDER.get(f["severity"], 3) for f in flags), default=9)
+        return (0 if flags else 1, best)
+
+    return sorted(changes, key=key)
+
+
+def _title(entry: dict[str, Any]) -> str:
+    if entry.get("service"):
+        return f"{entry['service']} · {str(entry.get('document', '')).replace('-', ' ').title()}"
+    return f"{entry['old']['source']} → {entry['new']['source']}"
+
+
+_MD_LINK = re.compile(r"\[((?:[^\[\]\\]|\\.)*)\]\(([^()\s]*)\)")
+
+
+def readable(text: str) -> str:
+    """Clause Markdown as a reader sees it: link text kept, targets dropped."""
+    return _MD_LINK.sub(lambda m: m.group(1), text).replace("\\[", "[").replace("\\]", "]")
+
+
+def _counts_line(changes: Sequence[dict[str, Any]]) -> str:
+    counts = Counter(c["kind"] for c in changes if not c["cosmetic"])
+    cosmetic = sum(1 for c in changes if c["cosmetic"])
+    parts = [f"{n} {kind}" for kind, n in counts.most_common()]
+    if cosmetic:
+        parts.append(f"{cosmetic} cosmetic")
+    return ", ".join(parts) or "no changes"
+
+
+def _dates_line(diff: dict[str, Any]) -> str:
+    old, new = diff["old"].get("effective_date"), diff["new"].get("effective_date")
+    if not old and not new:
+        return "stated date: none found"
+    if old == new:
+        return f"stated date: {new} (unchanged)"
+    return f"stated date: {old or '?'} → {new or '?'}"
+
+
+# ----------------------------------------------------------------------------- text
+
+
+class _Styles:
+    def __init__(self, color: bool):
+        self.color = color
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color and text else text
+
+    def insert(self, text: str) -> str:
+        return self._wrap("32", text) if self.color else f"{{+{text}+}}"
+
+    def delete(self, text: str) -> str:
+        return self._wrap("31;9", text) if self.color else f"[-{text}-]"
+
+    def bold(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+    def flag(self, text: str) -> str:
+        return self._wrap("1;33", text)
+
+
+def _clean_terminal(text: str) -> str:
+    """Captured text never carries terminal control sequences to the screen."""
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f\x9b]", "", text)
+
+
+def render_change_text(change: dict[str, Any], styles: _Styles, *, max_chars: int | None = None) -> list[str]:
+    lines = []
+    section = f" in “{_clean_terminal(change['section'])}”" if change.get("section") else ""
+    label = change["kind"] + (f" (cosmetic: {change['reason']})" if change["cosmetic"] else "")
+    lines.append(styles.bold(f"  ~ {label}{section}"))
+    for flag in change.get("flags") or []:
+        lines.append(styles.flag(f"    ⚑ {flag['category']} ({flag['severity']}, {flag['side']}) {flag['rule']}: “{_clean_terminal(flag['evidence'])}”"))
+    if change["kind"] == "modified" and change.get("spans"):
+        body = "".join(
+            styles.insert(_clean_terminal(readable(s["text"]))) if s["op"] == "insert"
+            else styles.delete(_clean_terminal(readable(s["text"]))) if s["op"] == "delete"
+            else _clean_terminal(readable(s["text"]))
+            for s in change["spans"]
+        )
+    elif change["kind"] == "added":
+        body = styles.insert(_clean_terminal(readable(change["new"] or "")))
+    elif change["kind"] == "removed":
+        body = styles.delete(_clean_terminal(readable(change["old"] or "")))
+    else:
+        body = styles.dim(_clean_terminal(readable(change.get("new") or "")))
+    if max_chars and len(body) > max_chars:
+        body = body[:max_chars] + styles.dim(" …(cut)")
+    lines.append("    " + body)
+    return lines
+
+
+def render_diff_text(diff: dict[str, Any], *, color: bool = False, title: str | None = None, show_cosmetic: bool = False) -> str:
+    """One diff for the terminal: flagged clauses first, then the other changes."""
+    styles = _Styles(color)
+    out = []
+    head = title or f"{diff['old']['source']} → {diff['new']['source']}"
+    out.append(styles.bold(head))
+    out.append(f"  {_dates_line(diff)}; substantive: {'yes' if diff['substantive'] else 'no'}; {_counts_line(diff['changes'])}")
+    for signal in diff.get("signals") or []:
+        out.append(styles.flag(f"  ! {signal['kind']}: {signal['message']}"))
+    shown = [c for c in diff["changes"] if show_cosmetic or not c["cosmetic"]]
+    for change in _flagged_first(shown):
+        out.extend(render_change_text(change, styles))
+    hidden = len(diff["changes"]) - len(shown)
+    if hidden:
+        out.append(styles.dim(f"  ({hidden} cosmetic change{'s' if hidden != 1 else ''} not shown; --cosmetic shows them)"))
+    return "\n".join(out) + "\n"
+
+
+def render_report_text(entries: Sequence[dict[str, Any]], *, color: bool = False) -> str:
+    if not entries:
+        return "No changes to review.\n"
+    blocks = []
+    for entry in entries:
+        head = (
+            f"#{entry['id']}  {_title(entry)}  v{entry['old_version']}→v{entry['new_version']}  "
+            f"detected {entry['detected_at'][:16].replace('T', ' ')}"
+        )
+        if entry.get("provenance") and entry["provenance"] != "live":
+            head += f"  (imported: {entry['provenance']}, observed {entry['observed_at'][:10]})"
+        blocks.append(render_diff_text(entry, color=color, title=head))
+    flagged = sum(1 for e in entries if any(c.get("flags") for c in e["changes"]))
+    blocks.append(f"{len(entries)} change{'s' if len(entries) != 1 else ''}, {flagged} flagged. Full detail: monitor show ID\n")
+    return "\n".join(blocks)
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", readable(text))
+
+
+def render_diff_markdown(diff: dict[str, Any], *, title: str | None = None, level: int = 2) -> str:
+    h = "#" * level
+    out = [f"{h} {_md_escape(title or _title(diff))}", ""]
+    out.append(f"- {_dates_line(diff)}")
+    out.append(f"- substantive: {'yes' if diff['substantive'] else 'no'} ({_counts_line(diff['changes'])})")
+    for signal in diff.get("signals") or []:
+        out.append(f"- **{signal['kind']}**: {_md_escape(signal['message'])}")
+    out.append("")
+    for change in _flagged_first(c for c in diff["changes"] if not c["cosmetic"]):
+        section = f" in _{_md_escape(change['section'])}_" if change.get("section") else ""
+        out.append(f"{h}# {change['kind']}{section}")
+        out.append("")
+        for flag in change.get("flags") or []:
+            out.append(f"> **{flag['category']}** ({flag['severity']}, {flag['side']}, `{flag['rule']}`): “{_md_escape(flag['evidence'])}”")
+            out.append(">")
+        if change["kind"] == "modified":
+            text = "".join(
+                f"**{_md_escape(s['text'])}**" if s["op"] == "insert" and s["text"].strip()
+                else f"~~{_md_escape(s['text'])}~~" if s["op"] == "delete" and s["text"].strip()
+                else _md_escape(s["text"])
+                for s in change["spans"]
+            )
+        elif change["kind"] == "added":
+            text = f"**{_md_escape(change['new'] or '')}**"
+        else:
+            text = f"~~{_md_escape(change['old'] or '')}~~"
+        out.append(text)
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_report_markdown(entries: Sequence[dict[str, Any]]) -> str:
+    out = ["# Privacy monitor report", ""]
+    if not entries:
+        return "# Privacy monitor report\n\nNo changes to review.\n"
+    out.append("| # | document | detected | versions | flags |")
+    out.append("|---|---|---|---|---|")
+    for entry in entries:
+        flags = sum(len(c.get("flags") or []) for c in entry["changes"])
+        out.append(f"| {entry['id']} | {_md_escape(_title(entry))} | {entry['detected_at'][:16].replace('T', ' ')} | v{entry['old_version']}→v{entry['new_version']} | {flags} |")
+    out.append("")
+    for entry in entries:
+        out.append(render_diff_markdown(entry, title=f"#{entry['id']} {_title(entry)} (v{entry['old_version']}→v{entry['new_version']})"))
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- HTML
+
+_CSS = """
+:root{--ins:#d7f5dd;--ins-fg:#0b5b1e;--del:#fbdcdc;--del-fg:#8a1111;--flag:#fff3c4;--line:#d8dde3;--muted:#5d6b78}
+*{box-sizing:border-box}body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b2631;background:#f6f8fa}
+header,main{max-width:1100px;margin:0 auto;padding:16px 24px}header h1{margin:8px 0 0;font-size:22px}
+.muted{color:var(--muted)}table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}
+th{font-size:13px;color:var(--muted);font-weight:600}.controls{display:flex;gap:16px;align-items:center;margin:12px 0;flex-wrap:wrap}
+.change{background:#fff;border:1px solid var(--line);border-radius:8px;margin:16px 0;padding:12px 16px}.change h2{font-size:17px;margin:0 0 4px}
+.meta{font-size:13px;color:var(--muted)}.signal{display:inline-block;background:#ffe1b3;border-radius:4px;padding:1px 6px;margin:4px 6px 0 0;font-size:13px}
+.clause{border-left:4px solid var(--line);margin:10px 0;padding:4px 12px}.clause.flagged{border-left-color:#e0a800;background:var(--flag)}
+.clause .where{font-size:12px;color:var(--muted)}.tag{display:inline-block;font-size:12px;font-weight:600;border-radius:4px;padding:1px 6px;margin-right:6px;background:#1b2631;color:#fff}
+.tag.high{background:#b00020}.tag.medium{background:#b35c00}.tag.low{background:#44546a}.evidence{font-size:14px;margin:2px 0}
+ins{background:var(--ins);color:var(--ins-fg);text-decoration:none}del{background:var(--del);color:var(--del-fg)}
+.side{display:grid;grid-template-columns:1fr 1fr;gap:12px}.side>div{background:#fafbfc;padding:6px;border-radius:4px}
+.hidden{display:none}svg text{font:11px system-ui,sans-serif;fill:#44546a}.timeline{background:#fff;border:1px solid var(--line);border-radius:8px;padding:8px 12px}
+.count{font-variant-numeric:tabular-nums}
+"""
+
+_SCRIPT = """
+(function(){
+  var only=document.getElementById('only-flagged'), cat=document.getElementById('category'), tgt=document.getElementById('target');
+  function apply(){
+    var shown=0;
+    document.querySelectorAll('article.change').forEach(function(a){
+      var ok=(!only.checked||a.dataset.flagged==='1')&&(!cat.value||(' '+a.dataset.categories+' ').indexOf(' '+cat.value+' ')>=0)&&(!tgt.value||a.dataset.target===tgt.value);
+      a.classList.toggle('hidden',!ok); if(ok){shown++;}
+    });
+    document.getElementById('shown').textContent=shown;
+  }
+  [only,cat,tgt].forEach(function(e){e.addEventListener('change',apply);});
+  apply();
+})();
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _csp() -> str:
+    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode()
+    return f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+
+
+def _clause_html(change: dict[str, Any], *, side_by_side: bool = False) -> str:
+    flags = change.get("flags") or []
+    classes = "clause flagged" if flags else "clause"
+    cats = " ".join(sorted({f["category"] for f in flags}))
+    parts = [f'<div class="{classes}" data-kind="{_e(change["kind"])}" data-categories="{_e(cats)}">']
+    where = change["kind"] + (f" · cosmetic ({change['reason']})" if change["cosmetic"] else "")
+    if change.get("section"):
+        where += f" · {change['section']}"
+    parts.append(f'<div class="where">{_e(where)}</div>')
+    for flag in flags:
+        parts.append(
+            f'<div class="evidence"><span class="tag {_e(flag["severity"])}">{_e(flag["category"])}</span>'
+            f'“{_e(flag["evidence"])}” <span class="muted">({_e(flag["side"])}, {_e(flag["rule"])})</span></div>'
+        )
+    if change["kind"] == "modified" and side_by_side:
+        old = "".join(f"<del>{_e(readable(s['text']))}</del>" if s["op"] == "delete" else _e(readable(s["text"])) for s in change["spans"] if s["op"] != "insert")
+        new = "".join(f"<ins>{_e(readable(s['text']))}</ins>" if s["op"] == "insert" else _e(readable(s["text"])) for s in change["spans"] if s["op"] != "delete")
+        parts.append(f'<div class="side"><div>{old}</div><div>{new}</div></div>')
+    elif change["kind"] == "modified":
+        body = "".join(
+            f"<ins>{_e(readable(s['text']))}</ins>" if s["op"] == "insert"
+            else f"<del>{_e(readable(s['text']))}</del>" if s["op"] == "delete"
+            else _e(readable(s["text"]))
+            for s in change["spans"]
+        )
+        parts.append(f"<p>{body}</p>")
+    elif change["kind"] == "added":
+        parts.append(f"<p><ins>{_e(readable(change['new'] or ''))}</ins></p>")
+    elif change["kind"] == "removed":
+        parts.append(f"<p><del>{_e(readable(change['old'] or ''))}</del></p>")
+    else:
+        parts.append(f'<p class="muted">{_e(readable(change.get("new") or ""))}</p>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _change_article(entry: dict[str, Any], *, side_by_side: bool) -> str:
+    changes = [c for c in entry["changes"] if not c["cosmetic"]]
+    flags = [f for c in changes for f in c.get("flags") or []]
+    cats = " ".join(sorted({f["category"] for f in flags}))
+    head = _title(entry)
+    versions = f"v{entry['old_version']} → v{entry['new_version']}" if "old_version" in entry else ""
+    out = [
+        f'<article class="change" id="change-{_e(entry.get("id", 0))}" data-flagged="{1 if flags else 0}" '
+        f'data-categories="{_e(cats)}" data-target="{_e(entry.get("target", ""))}">',
+        f"<h2>{'#' + _e(entry['id']) + ' ' if 'id' in entry else ''}{_e(head)} <span class=\"muted\">{_e(versions)}</span></h2>",
+    ]
+    meta = []
+    if entry.get("detected_at"):
+        meta.append(f"detected {_e(entry['detected_at'][:16].replace('T', ' '))} UTC")
+    if entry.get("provenance") and entry["provenance"] != "live":
+        meta.append(f"imported from {_e(entry['provenance'])}, observed {_e(entry['observed_at'][:10])}")
+    meta.append(_e(_dates_line(entry)))
+    meta.append(_e(_counts_line(entry["changes"])))
+    if flags:
+        meta.append(f'<span class="count flag-count">{len(flags)}</span> flag{"s" if len(flags) != 1 else ""}')
+    if entry.get("url"):
+        meta.append(f'<a href="{_e(entry["url"])}" rel="noreferrer noopener">{_e(entry["url"])}</a>')
+    out.append(f'<div class="meta">{" · ".join(meta)}</div>')
+    for signal in entry.get("signals") or []:
+        out.append(f'<span class="signal">{_e(signal["kind"])}: {_e(signal["message"])}</span>')
+    for change in _flagged_first(changes):
+        out.append(_clause_html(change, side_by_side=side_by_side))
+    cosmetic = len(entry["changes"]) - len(changes)
+    if cosmetic:
+        out.append(f'<p class="muted">{cosmetic} cosmetic change{"s" if cosmetic != 1 else ""} (whitespace, typography, moves, date line) not shown.</p>')
+    out.append("</article>")
+    return "\n".join(out)
+
+
+def _timeline_svg(target_id: str, versions: Sequence[dict[str, Any]], flagged_versions: set[int]) -> str:
+    """Versions of one target on a time axis: a dot per version, red when its change was flagged."""
+    if not versions:
+        return ""
+    width, height, pad = 1000, 46, 30
+    times = [datetime.fromisoformat(v["observed_at"].replace("Z", "+00:00")).timestamp() for v in versions]
+    lo, hi = min(times), max(times)
+    span = (hi - lo) or 1.0
+    items = [f'<line x1="{pad}" y1="22" x2="{width - pad}" y2="22" stroke="#b8c2cc" stroke-width="2"/>']
+    for version, t in zip(versions, times):
+        x = pad + (width - 2 * pad) * (t - lo) / span
+        color = "#b00020" if version["seq"] in flagged_versions else "#1b6ec2"
+        label = f"v{version['seq']} {version['observed_at'][:10]}" + (f" (effective {version['effective_date']})" if version.get("effective_date") else "")
+        items.append(f'<circle cx="{x:.1f}" cy="22" r="6" fill="{color}"><title>{_e(label)}</title></circle>')
+    items.append(f'<text x="{pad}" y="42">{_e(versions[0]["observed_at"][:10])}</text>')
+    items.append(f'<text x="{width - pad}" y="42" text-anchor="end">{_e(versions[-1]["observed_at"][:10])}</text>')
+    return (
+        f'<div class="timeline"><div class="muted">{_e(target_id)}: {len(versions)} version{"s" if len(versions) != 1 else ""}</div>'
+        f'<svg viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img" aria-label="{_e(target_id)} versions">{"".join(items)}</svg></div>'
+    )
+
+
+def render_html_page(body: str, *, title: str, subtitle: str = "", with_script: bool = True) -> str:
+    script = f"<script>{_SCRIPT}</script>" if with_script else ""
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(_csp())}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{_e(title)}</h1><div class=\"muted\">{_e(subtitle)}</div></header><main>{body}</main>{script}</body></html>\n"
+    )
+
+
+def render_diff_html(diff: dict[str, Any], *, title: str | None = None, side_by_side: bool = False) -> str:
+    body = _change_article(diff, side_by_side=side_by_side)
+    return render_html_page(body, title=title or _title(diff), subtitle="monitor diff", with_script=False)
+
+
+def render_report_html(entries: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None) -> str:
+    """The whole report as one self-contained page: summary, timelines, changes, filters."""
+    from .store import utcnow
+
+    by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in entries:
+        by_target[entry["target"]].append(entry)
+    categories = sorted({f["category"] for e in entries for c in e["changes"] for f in c.get("flags") or []})
+    flagged_total = sum(1 for e in entries if any(c.get("flags") for c in e["changes"] if not c["cosmetic"]))
+    rows = []
+    for target_id, items in sorted(by_target.items()):
+        flags = sum(len(c.get("flags") or []) for e in items for c in e["changes"] if not c["cosmetic"])
+        cats = sorted({f["category"] for e in items for c in e["changes"] for f in c.get("flags") or []})
+        rows.append(
+            f'<tr data-target="{_e(target_id)}"><td>{_e(_title(items[0]))}<div class="muted">{_e(target_id)}</div></td>'
+            f'<td class="count changes-count">{len(items)}</td><td class="count flags-count">{flags}</td><td>{_e(", ".join(cats))}</td>'
+            f'<td>{_e(items[0]["detected_at"][:10])}</td></tr>'
+        )
+    summary = (
+        '<section id="summary"><table><thead><tr><th>document</th><th>changes</th><th>flags</th><th>categories</th><th>latest</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+    timelines = []
+    if store is not None:
+        for target_id, items in sorted(by_target.items()):
+            versions = list(store.db.query(
+                "select seq, observed_at, effective_date from versions where target_id = ? order by observed_at, seq", [target_id]
+            ))
+            flagged = {e["new_version"] for e in items if any(c.get("flags") for c in e["changes"] if not c["cosmetic"])}
+            timelines.append(_timeline_svg(target_id, versions, flagged))
+    controls = (
+        '<div class="controls"><label><input type="checkbox" id="only-flagged"> flagged only</label>'
+        '<label>category <select id="category"><option value="">all</option>'
+        + "".join(f'<option value="{_e(c)}">{_e(c)}</option>' for c in categories)
+        + '</select></label><label>document <select id="target"><option value="">all</option>'
+        + "".join(f'<option value="{_e(t)}">{_e(t)}</option>' for t in sorted(by_target))
+        + f'</select></label><span class="muted">showing <span id="shown">{len(entries)}</span> of {len(entries)}</span></div>'
+    )
+    articles = "\n".join(_change_article(e, side_by_side=side_by_side) for e in entries)
+    if not entries:
+        articles = '<p class="muted">No changes to review.</p>'
+    body = summary + ('<section id="timelines"><h2>Versions</h2>' + "".join(timelines) + "</section>" if timelines else "") + controls + articles
+    subtitle = f"{len(entries)} changes, {flagged_total} flagged · generated {generated or utcnow()[:16].replace('T', ' ')} UTC"
+    return render_html_page(body, title="Privacy monitor report", subtitle=subtitle)
+
+
+# ----------------------------------------------------------------------------- history
+
+
+def history_rows(store: Store, target_id: str) -> list[dict[str, Any]]:
+    """Versions of a target in time order, with the change that produced each."""
+    rows = list(store.db.query(
+        """select v.seq, v.observed_at, v.effective_date, v.text_bytes, v.text_sha256, v.provenance,
+                  v.reverted_to, c.id as change_id, c.n_changes, c.n_flags, c.categories, c.substantive
+           from versions v left join changes c on c.new_version_id = v.id
+           where v.target_id = ? order by v.observed_at, v.seq""",
+        [target_id],
+    ))
+    return rows

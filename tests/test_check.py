@@ -1,0 +1,201 @@
+"""`monitor check` end to end: real server, real SQLite, real CLI process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from monitor.store import Store
+from monitor.targets import load_config
+
+from .conftest import POLICY, ROOT, Site, page, run_cli, write_config
+
+AI_CLAUSE = "We may use your personal data to improve, develop, and provide products and Services, develop and train artificial intelligence (AI) models."
+
+
+def one_target(tmp_path: Path, site: Site, **target: object) -> Path:
+    url = site.set("/privacy", page(*POLICY))
+    return write_config(tmp_path, [{"id": "example-privacy", "service": "Example", "document": "privacy-policy", "url": url, **target}])
+
+
+def open_store(config_path: Path) -> Store:
+    return Store.open(load_config(config_path))
+
+
+def test_first_check_unchanged_check_then_a_flagged_change(tmp_path: Path, site: Site) -> None:
+    config = one_target(tmp_path, site)
+    first = run_cli("--config", str(config), "check")
+    assert first.code == 0, first.err
+    assert "example-privacy: first version recorded (example-privacy@1)" in first.out
+    assert "checked 1, new version 1, unchanged 0, failed 0" in first.out
+
+    snapshots = tmp_path / "snapshots" / "example-privacy"
+    files_before = sorted(p.name for p in snapshots.iterdir())
+    again = run_cli("--config", str(config), "check")
+    assert again.code == 0 and "example-privacy: unchanged" in again.out
+    assert sorted(p.name for p in snapshots.iterdir()) == files_before
+    with open_store(config) as store:
+        assert store.counts()["fetches"] == 2 and store.counts()["versions"] == 1
+
+    site.set("/privacy", page(*POLICY[:3], AI_CLAUSE, *POLICY[3:]))
+    changed = run_cli("--config", str(config), "check")
+    assert changed.code == 0, changed.err
+    assert "new version example-privacy@2: 1 added; 1 flag (ai-training)" in changed.out
+    with open_store(config) as store:
+        change = next(store.db.query("select * from changes"))
+        diff = json.loads(change["diff"])
+    assert change["old_seq"] == 1 and change["new_seq"] == 2 and change["n_flags"] == 1
+    added = [c for c in diff["changes"] if c["kind"] == "added"]
+    assert added[0]["new"] == AI_CLAUSE
+    assert added[0]["flags"][0]["category"] == "ai-training" and added[0]["flags"][0]["side"] == "new"
+
+    stored = run_cli("--config", str(config), "diff", "example-privacy@latest~1", "example-privacy@latest", "--format", "json")
+    assert stored.code == 0, stored.err
+    assert json.loads(stored.out)["changes"][0]["flags"][0]["category"] == "ai-training"
+
+
+def test_json_output_and_exit_codes(tmp_path: Path, site: Site) -> None:
+    good = site.set("/good", page(*POLICY))
+    config = write_config(tmp_path, [
+        {"id": "good", "service": "A", "document": "terms", "url": good},
+        {"id": "missing", "service": "B", "document": "terms", "url": site.url("/missing")},
+    ])
+    result = run_cli("--config", str(config), "check", "--format", "json")
+    assert result.code == 0  # the pass completed; the failure is recorded and reported
+    lines = [json.loads(line) for line in result.out.splitlines()]
+    by_target = {line["target"]: line for line in lines if "target" in line}
+    assert by_target["good"]["outcome"] == "first-version"
+    assert by_target["missing"]["outcome"] == "failed" and by_target["missing"]["error_kind"] == "http-404"
+    assert lines[-1]["summary"] == {"first-version": 1, "failed": 1}
+
+    only_missing = run_cli("--config", str(config), "check", "missing")
+    assert only_missing.code == 1  # every target failed
+    assert "missing: failed (http-404)" in only_missing.out
+
+    unknown = run_cli("--config", str(config), "check", "nope")
+    assert unknown.code == 2 and unknown.err.startswith("error: ") and "no target with id 'nope'" in unknown.err
+    assert "Traceback" not in unknown.err
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("targets:\n  - id: x\n")
+    invalid = run_cli("--config", str(broken), "check")
+    assert invalid.code == 2 and "missing required field 'service'" in invalid.err
+
+
+def test_failures_are_classified_and_a_target_becomes_failing_then_recovers(tmp_path: Path, site: Site) -> None:
+    config = one_target(tmp_path, site)
+    assert run_cli("--config", str(config), "check").code == 0
+    site.set("/privacy", page("x"), status=500)
+    for _ in range(4):
+        run_cli("--config", str(config), "check")
+    with open_store(config) as store:
+        row = store.target_row("example-privacy")
+        kinds = [r["error_kind"] for r in store.db.query("select error_kind from fetches where outcome = 'failed'")]
+    assert row["state"] == "failing" and row["consecutive_failures"] == 4
+    assert kinds == ["http-5xx"] * 4
+    site.set("/privacy", page(*POLICY))
+    result = run_cli("--config", str(config), "check")
+    assert result.code == 0 and "unchanged" in result.out
+    with open_store(config) as store:
+        row = store.target_row("example-privacy")
+    assert row["state"] == "ok" and row["consecutive_failures"] == 0
+
+
+def test_short_content_is_recorded_as_a_failed_fetch_not_a_version(tmp_path: Path, site: Site) -> None:
+    config = one_target(tmp_path, site)
+    run_cli("--config", str(config), "check")
+    site.set("/privacy", page("Loading"))
+    result = run_cli("--config", str(config), "check")
+    assert "failed (too-short)" in result.out
+    with open_store(config) as store:
+        assert store.counts()["versions"] == 1
+
+
+def test_a_change_is_recorded_only_when_a_second_fetch_confirms_it(tmp_path: Path, site: Site) -> None:
+    config = one_target(tmp_path, site, confirm_delay="1s")
+    assert run_cli("--config", str(config), "check").code == 0
+    # A/B flapping: the next fetch shows a change, the confirming one the old page again
+    served = iter([page(*POLICY, AI_CLAUSE), page(*POLICY)])
+    site.set("/privacy", lambda: next(served, page(*POLICY)))
+    flap = run_cli("--config", str(config), "check")
+    assert "change not confirmed by a second fetch; not recorded" in flap.out
+    with open_store(config) as store:
+        assert store.counts()["versions"] == 1
+        outcomes = [r["outcome"] for r in store.db.query("select outcome from fetches order by id")]
+    assert outcomes == ["new-version", "unconfirmed", "unchanged"]
+    # a real change survives the confirmation; both fetches are kept
+    site.set("/privacy", page(*POLICY, AI_CLAUSE))
+    real = run_cli("--config", str(config), "check")
+    assert "new version example-privacy@2" in real.out
+    with open_store(config) as store:
+        outcomes = [r["outcome"] for r in store.db.query("select outcome from fetches order by id")]
+    assert outcomes[-2:] == ["confirmed", "new-version"]
+
+
+def test_kill_9_during_a_check_then_verify_passes(tmp_path: Path, site: Site) -> None:
+    targets = []
+    for i in range(24):
+        url = site.set(f"/p{i}", page(*POLICY, f"Clause number {i}."), delay=0.05)
+        targets.append({"id": f"p{i}", "service": "S", "document": "terms", "url": url})
+    config = write_config(tmp_path, targets, defaults={"concurrency": 4})
+    for round_ in range(3):
+        for i in range(24):
+            site.set(f"/p{i}", page(*POLICY, f"Clause number {i}, round {round_}."), delay=0.05)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(config), "check"], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(1.2 + 0.3 * round_)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    verify = run_cli("--config", str(config), "verify")
+    assert verify.code == 0, verify.out + verify.err
+    assert "verify: ok" in verify.out
+    with open_store(config) as store:
+        assert store.counts()["versions"] > 0
+
+
+def test_chromium_killed_during_a_run_and_the_run_recovers(tmp_path: Path, site: Site) -> None:
+    targets = []
+    for i in range(6):
+        url = site.set(f"/p{i}", page(*POLICY, f"Clause {i}."), delay=0.6)
+        targets.append({"id": f"p{i}", "service": "S", "document": "terms", "url": url})
+    config = write_config(tmp_path, targets, defaults={"engine": "browser", "concurrency": 2, "retries": 2})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", str(config), "check"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    killed = False
+    deadline = time.time() + 60
+    while time.time() < deadline and not killed:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                if "chrom" in child.name().lower() and not any(a.startswith("--type=") for a in child.cmdline()):
+                    if site.hits["/p0"] or site.hits["/p1"]:
+                        child.kill()
+                        killed = True
+                        break
+            except psutil.Error:
+                continue
+        time.sleep(0.1)
+    out, err = proc.communicate(timeout=120)
+    assert killed
+    assert proc.returncode == 0, err
+    assert "failed 0" in out, out
+    assert "checked 6, new version 6" in out
+
+
+@pytest.mark.parametrize("command", ["validate", "verify", "doctor", "status"])
+def test_commands_work_before_any_check(tmp_path: Path, site: Site, command: str) -> None:
+    config = one_target(tmp_path, site)
+    result = run_cli("--config", str(config), command)
+    assert result.code == 0, result.out + result.err
+    assert "Traceback" not in result.err

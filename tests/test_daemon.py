@@ -1,0 +1,214 @@
+"""The daemon as a real subprocess, with schedules in seconds, against a local server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from monitor.store import Store
+from monitor.targets import load_config
+
+from .conftest import POLICY, ROOT, Site, page, run_cli, write_config
+
+pytestmark = pytest.mark.slow
+AI_CLAUSE = "We may use your personal data to develop and train artificial intelligence (AI) models."
+
+
+class DaemonProcess:
+    """`monitor run` in a subprocess, its JSON event log read from a file."""
+
+    def __init__(self, config: Path, log: Path):
+        self.config = config
+        self.log = log
+        self.handle = log.open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(config), "run", "--log-format", "json"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.handle, stdin=subprocess.DEVNULL,
+        )
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if name is None or event.get("event") == name:
+                out.append(event)
+        return out
+
+    def wait_event(self, name: str, *, count: int = 1, timeout: float = 30, where: Callable[[dict[str, Any]], bool] = lambda e: True) -> list[dict[str, Any]]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = [e for e in self.events(name) if where(e)]
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {name} event within {timeout}s: {self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        self.handle.close()
+        return code
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        d.handle.close()
+
+
+def start(daemons: list[DaemonProcess], config: Path, log: Path) -> DaemonProcess:
+    d = DaemonProcess(config, log)
+    daemons.append(d)
+    return d
+
+
+def targets_for(site: Site, count: int, schedule: str = "2s") -> list[dict[str, Any]]:
+    out = []
+    for i in range(count):
+        url = site.set(f"/p{i}", page(*POLICY, f"Clause {i}."))
+        out.append({"id": f"p{i}", "service": "S", "document": "terms", "url": url, "schedule": schedule})
+    return out
+
+
+def test_detects_a_change_within_its_interval_and_stops_cleanly(tmp_path: Path, site: Site, daemons: list[DaemonProcess]) -> None:
+    config = write_config(tmp_path, targets_for(site, 2), defaults={"jitter": 0})
+    d = start(daemons, config, tmp_path / "daemon.log")
+    d.wait_event("new-version", count=2, timeout=30)
+    site.set("/p0", page(*POLICY, "Clause 0.", AI_CLAUSE))
+    changed_at = time.time()
+    found = d.wait_event("new-version", count=1, timeout=15, where=lambda e: e["target"] == "p0" and e.get("version") == 2)
+    assert found and time.time() - changed_at < 2 * 2 + 3  # within its 2s interval (plus a fetch)
+    flagged = d.wait_event("flagged-change", where=lambda e: e["target"] == "p0")
+    assert flagged[0]["flags"] >= 1
+    stop_at = time.time()
+    assert d.stop() == 0
+    assert time.time() - stop_at < 10
+    assert d.events("daemon-stop")
+    assert run_cli("--config", str(config), "verify").code == 0
+
+
+def test_restart_does_not_refetch_everything(tmp_path: Path, site: Site, daemons: list[DaemonProcess]) -> None:
+    config = write_config(tmp_path, targets_for(site, 3, schedule="1h"))
+    first = start(daemons, config, tmp_path / "first.log")
+    first.wait_event("fetch-end", count=3)
+    assert first.stop() == 0
+    hits = sum(site.hits.values())
+    second = start(daemons, config, tmp_path / "second.log")
+    second.wait_event("schedule")
+    time.sleep(3)
+    assert sum(site.hits.values()) == hits  # nothing was due: the last fetches are recent
+    assert second.events("schedule")[0]["due_now"] == 0
+    assert second.stop() == 0
+
+
+def test_kill_9_then_restart_and_verify(tmp_path: Path, site: Site, daemons: list[DaemonProcess]) -> None:
+    targets = targets_for(site, 6, schedule="1s")
+    config = write_config(tmp_path, targets, defaults={"jitter": 0})
+    counter = {"n": 0}
+
+    def changing() -> str:
+        counter["n"] += 1
+        return page(*POLICY, f"Revision {counter['n']}.")
+
+    for i in range(6):
+        site.set(f"/p{i}", changing)
+    d = start(daemons, config, tmp_path / "a.log")
+    d.wait_event("new-version", count=10, timeout=40)
+    d.stop(signal.SIGKILL)
+    lock_holder = start(daemons, config, tmp_path / "b.log")  # the stale lock does not block a restart
+    lock_holder.wait_event("new-version", count=3, timeout=30)
+    assert lock_holder.stop() == 0
+    verify = run_cli("--config", str(config), "verify")
+    assert verify.code == 0, verify.out
+
+
+def test_a_second_daemon_is_refused(tmp_path: Path, site: Site, daemons: list[DaemonProcess]) -> None:
+    config = write_config(tmp_path, targets_for(site, 1, schedule="1h"))
+    d = start(daemons, config, tmp_path / "a.log")
+    d.wait_event("daemon-start")
+    second = run_cli("--config", str(config), "run", timeout=30)
+    assert second.code == 2
+    assert second.err.strip().startswith("error: another daemon (pid ")
+    assert len(second.err.strip().splitlines()) == 1
+    assert d.proc.poll() is None
+    assert d.stop() == 0
+
+
+def test_bad_config_reload_keeps_the_old_config_then_a_good_one_applies(tmp_path: Path, site: Site, daemons: list[DaemonProcess]) -> None:
+    targets = targets_for(site, 1, schedule="2s")
+    config = write_config(tmp_path, targets, defaults={"jitter": 0})
+    good_text = config.read_text()
+    d = start(daemons, config, tmp_path / "d.log")
+    d.wait_event("fetch-end")
+    config.write_text(good_text.replace("schedule: 2s", "schedule: whenever"))
+    os.kill(d.proc.pid, signal.SIGHUP)
+    failed = d.wait_event("reload-failed")
+    assert "'whenever' is not a schedule" in failed[0]["errors"]
+    before = len(d.events("fetch-end"))
+    d.wait_event("fetch-end", count=before + 1, timeout=10)  # still checking on the old config
+    new_url = site.set("/new", page(*POLICY, "A new document."))
+    extra = write_config(tmp_path, [*targets, {"id": "added", "service": "N", "document": "faq", "url": new_url, "schedule": "2s"}], defaults={"jitter": 0}, name="next.yaml")
+    time.sleep(1.1)  # a new modification time
+    config.write_text(extra.read_text())
+    reload = d.wait_event("reload", timeout=15)
+    assert reload[0]["added"] == 1
+    d.wait_event("new-version", where=lambda e: e["target"] == "added", timeout=15)
+    assert d.stop() == 0
+
+
+def test_chromium_killed_and_the_next_checks_succeed(tmp_path: Path, site: Site, daemons: list[DaemonProcess]) -> None:
+    config = write_config(tmp_path, targets_for(site, 2, schedule="2s"), defaults={"engine": "browser", "jitter": 0})
+    d = start(daemons, config, tmp_path / "c.log")
+    d.wait_event("fetch-end", count=2, timeout=40)
+    killed = 0
+    for child in psutil.Process(d.proc.pid).children(recursive=True):
+        try:
+            if "chrom" in child.name().lower() and not any(a.startswith("--type=") for a in child.cmdline()):
+                child.kill()
+                killed += 1
+        except psutil.Error:
+            pass
+    assert killed == 1
+    marker = len(d.events("fetch-end"))
+    ok = d.wait_event("fetch-end", count=marker + 3, timeout=40)
+    assert all(e["outcome"] != "failed" for e in ok[marker + 1:]), ok[marker:]
+    assert d.stop() == 0
+
+
+def test_failures_back_off_and_status_shows_the_daemon(tmp_path: Path, site: Site, daemons: list[DaemonProcess]) -> None:
+    url = site.set("/bad", page("x"), status=503)
+    config = write_config(tmp_path, [{"id": "bad", "service": "B", "document": "terms", "url": url, "schedule": "8s"}],
+                          defaults={"jitter": 0, "retries": 0, "failure_threshold": 2})
+    d = start(daemons, config, tmp_path / "f.log")
+    failures = d.wait_event("failure", count=3, timeout=40)
+    delays = [e["retry_in"] for e in failures]
+    assert delays == sorted(delays) and delays[0] < delays[-1] <= 8  # doubling, capped at the interval
+    d.wait_event("failing", timeout=10)
+    status = run_cli("--config", str(config), "status", "--format", "json")
+    data = json.loads(status.out)
+    assert data["daemon"]["alive"] is True
+    assert data["targets"][0]["state"] == "failing" and data["targets"][0]["consecutive_failures"] >= 2
+    assert d.stop() == 0
+    with Store.open(load_config(config)) as store:
+        assert store.get_meta("heartbeat") == ""
