@@ -260,14 +260,16 @@ class BrowserEngine(Engine):
         self._lock = asyncio.Lock()
         self._fetches = 0
         self._active = 0
+        self._suspect = False  # an unexplained browser error: relaunch before the next fetch
         self.launches = 0
         self.version: str | None = None
 
     async def _ensure_browser(self) -> Any:
         async with self._lock:
-            recycle = self._fetches >= self.fetcher.recycle_after and self._active == 0
+            recycle = (self._fetches >= self.fetcher.recycle_after or self._suspect) and self._active == 0
             if self._browser is not None and self._browser.is_connected() and not recycle:
                 return self._browser
+            self._suspect = False
             await self._close_browser()
             if self._pw is None:
                 from playwright.async_api import async_playwright
@@ -391,18 +393,19 @@ class BrowserEngine(Engine):
                     last_modified=headers.get("last-modified"), browser_version=self.version)
 
     def _classify(self, exc: Exception, url: str) -> FetchError:
-        if self._browser is None or not self._browser.is_connected():
-            return FetchError("browser-crashed", f"{url}: the browser closed during the fetch; it will be restarted", url=url)
         match = _NET_ERROR.search(str(exc))
         code = match.group(1) if match else None
+        if code is None or self._browser is None or not self._browser.is_connected():
+            # Not a network error the page caused: the browser itself is in doubt (killed,
+            # crashed, out of memory). Relaunch it before the next fetch; the retry will tell.
+            self._suspect = True
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
+            return FetchError("browser-crashed", f"{url}: the browser failed during the fetch ({first}); it will be restarted", url=url)
         if code in _DNS_CODES:
             return FetchError("dns", f"{url}: host not found ({code})", url=url)
         if code in _TIMEOUT_CODES:
             return FetchError("timeout", f"{url}: {code}", url=url)
-        if code:
-            return FetchError("network", f"{url}: {code}", url=url)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        return FetchError("network", f"{url}: {first[:200]}", url=url)
+        return FetchError("network", f"{url}: {code}", url=url)
 
 
 async def _block_heavy(route: Any) -> None:

@@ -61,7 +61,7 @@ def select_changes(store: Store, query: ReportQuery) -> list[dict[str, Any]]:
 
     Uses the summary columns (indexed on detected_at and target) to filter, and parses the
     stored diff JSON only for the rows that are returned."""
-    where = ["1 = 1"]
+    where = ["c.superseded_by is null"]
     params: list[Any] = []
     if query.since:
         where.append("c.detected_at >= ?")
@@ -520,7 +520,7 @@ def history_rows(store: Store, target_id: str) -> list[dict[str, Any]]:
     rows = list(store.db.query(
         """select v.seq, v.observed_at, v.effective_date, v.text_bytes, v.text_sha256, v.provenance,
                   v.reverted_to, c.id as change_id, c.n_changes, c.n_flags, c.categories, c.substantive
-           from versions v left join changes c on c.new_version_id = v.id
+           from versions v left join changes c on c.new_version_id = v.id and c.superseded_by is null
            where v.target_id = ? order by v.observed_at, v.seq""",
         [target_id],
     ))

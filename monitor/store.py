@@ -267,7 +267,7 @@ class Store:
                     "old_seq": int, "new_seq": int, "detected_at": str, "observed_at": str,
                     "substantive": int, "n_changes": int, "n_flags": int, "categories": str,
                     "max_severity": str, "signals": str, "summary": str, "diff": str, "reviewed_at": str,
-                    "alerted": int,
+                    "alerted": int, "superseded_by": int,
                 },
                 pk="id",
                 foreign_keys=[("target_id", "targets", "id")],
@@ -361,12 +361,14 @@ class Store:
 
     # ------------------------------------------------------------------ fetches
 
-    def record_fetch(self, fetch: FetchRecord, outcome: str, version_id: int | None = None) -> int:
-        """Store one attempt (success or failure) and keep the target's status current."""
+    def record_fetch(self, fetch: FetchRecord, outcome: str, version_id: int | None = None, *, live: bool = True) -> int:
+        """Store one attempt (success or failure). A live attempt also keeps the target's
+        status current (last fetch, failures); an archive fetch (an import) does not, or the
+        scheduler would think the page had just been checked."""
         with self.write():
-            return self._record_fetch(fetch, outcome, version_id)
+            return self._record_fetch(fetch, outcome, version_id, live=live)
 
-    def _record_fetch(self, fetch: FetchRecord, outcome: str, version_id: int | None = None) -> int:
+    def _record_fetch(self, fetch: FetchRecord, outcome: str, version_id: int | None = None, *, live: bool = True) -> int:
         row = {
             "target_id": fetch.target_id, "started_at": fetch.started_at, "finished_at": fetch.finished_at,
             "duration_ms": fetch.duration_ms, "requested_url": fetch.requested_url,
@@ -378,6 +380,8 @@ class Store:
             "raw_sha256": fetch.raw_sha256, "text_sha256": fetch.text_sha256, "version_id": version_id,
         }
         fetch_id = self.db["fetches"].insert(row).last_pk
+        if not live:
+            return int(fetch_id)
         target = self.target_row(fetch.target_id) or {}
         update: dict[str, Any] = {"last_fetch_at": fetch.finished_at}
         if outcome == "failed":
@@ -393,7 +397,12 @@ class Store:
         return int(fetch_id)
 
     def last_fetch(self, target_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("select * from fetches where target_id = ? order by started_at desc, id desc limit 1", [target_id]))
+        """The latest live fetch (archive fetches made by imports are not checks of the page)."""
+        rows = list(self.db.query(
+            "select * from fetches where target_id = ? and coalesce(engine, '') not in ('wayback', 'ota') "
+            "order by started_at desc, id desc limit 1",
+            [target_id],
+        ))
         return rows[0] if rows else None
 
     # ------------------------------------------------------------------ versions
@@ -475,11 +484,13 @@ class Store:
         doc.effective_date = version.effective_date
         return doc
 
-    def find_text(self, target_id: str, text_sha: str) -> Version | None:
-        """The most recent version of this target with exactly this text, if any."""
+    def find_text(self, target_id: str, text_sha: str, *, before: str | None = None) -> Version | None:
+        """The most recent version of this target with exactly this text (observed before
+        `before`, when given), if any."""
         rows = list(self.db.query(
-            "select * from versions where target_id = ? and text_sha256 = ? order by observed_at desc, seq desc limit 1",
-            [target_id, text_sha],
+            "select * from versions where target_id = ? and text_sha256 = ? and observed_at < coalesce(?, '9999') "
+            "order by observed_at desc, seq desc limit 1",
+            [target_id, text_sha, before],
         ))
         return Version.from_row(rows[0]) if rows else None
 
@@ -499,15 +510,17 @@ class Store:
         Returns None, and stores no version, when the text equals the version that precedes
         it in time: nothing is ever stored twice. The comparison happens inside the write
         transaction, so two processes capturing the same target cannot both record it. The
-        fetch, if given, is recorded in the same transaction.
+        fetch, if given, is recorded in the same transaction. Only live captures update the
+        target's status (last fetch, last change); imported ones are history, not checks.
         """
+        live = provenance == "live"
         text = document.to_markdown()
         text_bytes = text.encode("utf-8")
         text_sha = sha256_bytes(text_bytes)
         before = self._version_before(target_id, observed_at)
         if before is not None and before.text_sha256 == text_sha:
             if fetch:
-                self.record_fetch(fetch, "unchanged")
+                self.record_fetch(fetch, "unchanged", live=live)
             return None  # unchanged: one fetch row, no file
         raw_meta = self._write_raws(target_id, raws)
         text_name = f"{text_sha}.md"
@@ -516,7 +529,7 @@ class Store:
             before = self._version_before(target_id, observed_at)  # again: another process may have written
             if before is not None and before.text_sha256 == text_sha:
                 if fetch:
-                    self._record_fetch(fetch, "unchanged")
+                    self._record_fetch(fetch, "unchanged", live=live)
                 return None
             seq_row = self.db.execute("select coalesce(max(seq), 0) from versions where target_id = ?", [target_id]).fetchone()
             seq = seq_row[0] + 1
@@ -524,7 +537,7 @@ class Store:
                 "select chain_hash from versions where target_id = ? order by seq desc limit 1", [target_id]
             ))
             prev_chain = last_recorded[0]["chain_hash"] if last_recorded else GENESIS
-            earlier = self.find_text(target_id, text_sha)
+            earlier = self.find_text(target_id, text_sha, before=observed_at)
             reverted_to = earlier.seq if earlier is not None and (before is None or earlier.id != before.id) else None
             row = {
                 "target_id": target_id, "seq": seq, "observed_at": observed_at, "recorded_at": utcnow(),
@@ -537,7 +550,7 @@ class Store:
             }
             version_id = int(self.db["versions"].insert(row).last_pk)
             if fetch:
-                fetch_id = self._record_fetch(fetch, "new-version", version_id)
+                fetch_id = self._record_fetch(fetch, "new-version", version_id, live=live)
                 self.db["versions"].update(version_id, {"fetch_id": fetch_id})
             row["id"] = version_id
             return Version.from_row(row)
@@ -589,7 +602,7 @@ class Store:
         }
         with self.write():
             existing = list(self.db.query(
-                "select id from changes where old_version_id = ? and new_version_id = ?", [old.id, new.id]
+                "select id from changes where old_version_id = ? and new_version_id = ? and superseded_by is null", [old.id, new.id]
             ))
             if existing:
                 return int(existing[0]["id"])
@@ -599,8 +612,18 @@ class Store:
                 self.db["alerts"].insert(
                     {"created_at": now, "state": "pending", "attempts": 0, "next_attempt_at": now, **alert, "change_id": change_id}
                 )
-            self.db["targets"].update(new.target_id, {"last_change_at": row["detected_at"]})
         return change_id
+
+    def supersede_change(self, old: Version, new: Version, by_change_id: int | None) -> None:
+        """Mark the change old -> new as replaced (an imported version now sits between them).
+        The row stays, for the audit trail; reports and history skip superseded changes, and
+        its alerts not yet sent are dropped."""
+        with self.write():
+            for row in self.db.query(
+                "select id from changes where old_version_id = ? and new_version_id = ? and superseded_by is null", [old.id, new.id]
+            ):
+                self.db.execute("update changes set superseded_by = ? where id = ?", [by_change_id or -1, row["id"]])
+                self.db.execute("delete from alerts where change_id = ? and state = 'pending'", [row["id"]])
 
     def change(self, change_id: int) -> dict[str, Any]:
         rows = list(self.db.query("select * from changes where id = ?", [change_id]))

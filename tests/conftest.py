@@ -246,16 +246,17 @@ def make_pdf(lines: list[str]) -> bytes:
     return bytes(out)
 
 
-def browser_pids() -> list[int]:
-    """Main Chromium processes started by this test process (not its helper processes)."""
+def browser_pids(root: int | None = None) -> list[int]:
+    """Main Chromium processes under a process (default: this one): started by Playwright
+    with --remote-debugging-pipe, and not a helper (renderers carry --type=...)."""
     import psutil
 
     found = []
-    for child in psutil.Process().children(recursive=True):
+    for child in psutil.Process(root).children(recursive=True):
         try:
-            name, cmdline = child.name(), child.cmdline()
+            cmdline = child.cmdline()
+            if "--remote-debugging-pipe" in cmdline and not any(arg.startswith("--type=") for arg in cmdline):
+                found.append(child.pid)
         except psutil.Error:
             continue
-        if "chrom" in name.lower() and not any(arg.startswith("--type=") for arg in cmdline):
-            found.append(child.pid)
     return found

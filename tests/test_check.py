@@ -10,13 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from monitor.store import Store
 from monitor.targets import load_config
 
-from .conftest import POLICY, ROOT, Site, page, run_cli, write_config
+from .conftest import POLICY, ROOT, Site, browser_pids, page, run_cli, write_config
 
 AI_CLAUSE = "We may use your personal data to improve, develop, and provide products and Services, develop and train artificial intelligence (AI) models."
 
@@ -176,15 +175,10 @@ def test_chromium_killed_during_a_run_and_the_run_recovers(tmp_path: Path, site:
     killed = False
     deadline = time.time() + 60
     while time.time() < deadline and not killed:
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            try:
-                if "chrom" in child.name().lower() and not any(a.startswith("--type=") for a in child.cmdline()):
-                    if site.hits["/p0"] or site.hits["/p1"]:
-                        child.kill()
-                        killed = True
-                        break
-            except psutil.Error:
-                continue
+        pids = browser_pids(proc.pid)
+        if pids and (site.hits["/p0"] or site.hits["/p1"]):
+            os.kill(pids[0], signal.SIGKILL)
+            killed = True
         time.sleep(0.1)
     out, err = proc.communicate(timeout=120)
     assert killed

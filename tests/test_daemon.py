@@ -12,13 +12,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from monitor.store import Store
 from monitor.targets import load_config
 
-from .conftest import POLICY, ROOT, Site, page, run_cli, write_config
+from .conftest import POLICY, ROOT, Site, browser_pids, page, run_cli, write_config
 
 pytestmark = pytest.mark.slow
 AI_CLAUSE = "We may use your personal data to develop and train artificial intelligence (AI) models."
@@ -181,15 +180,9 @@ def test_chromium_killed_and_the_next_checks_succeed(tmp_path: Path, site: Site,
     config = write_config(tmp_path, targets_for(site, 2, schedule="2s"), defaults={"engine": "browser", "jitter": 0})
     d = start(daemons, config, tmp_path / "c.log")
     d.wait_event("fetch-end", count=2, timeout=40)
-    killed = 0
-    for child in psutil.Process(d.proc.pid).children(recursive=True):
-        try:
-            if "chrom" in child.name().lower() and not any(a.startswith("--type=") for a in child.cmdline()):
-                child.kill()
-                killed += 1
-        except psutil.Error:
-            pass
-    assert killed == 1
+    pids = browser_pids(d.proc.pid)
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
     marker = len(d.events("fetch-end"))
     ok = d.wait_event("fetch-end", count=marker + 3, timeout=40)
     assert all(e["outcome"] != "failed" for e in ok[marker + 1:]), ok[marker:]

@@ -255,11 +255,13 @@ def test_browser_killed_mid_run_is_relaunched(site: Site) -> None:
     url = site.set("/p", page(*POLICY))
     slow = site.set("/slow", page(*POLICY), delay=2.0)
 
+    earlier = set(browser_pids())  # a previous test's browser may still be exiting
+
     async def go() -> tuple[Capture, Capture, int]:
         async with Fetcher(defaults(), sleep=no_sleep) as fetcher:
             first = await capture_target(fetcher, target(url, engine="browser"))
             assert first.ok
-            pids = browser_pids()
+            pids = [pid for pid in browser_pids() if pid not in earlier]
             assert len(pids) == 1
             during = asyncio.create_task(capture_target(fetcher, target(slow, engine="browser", retries=2)))
             await asyncio.sleep(0.8)
