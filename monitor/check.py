@@ -136,12 +136,15 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
 
 def record_change(config: Config, store: Store, target: Target, old: Version, new: Version, result: DiffResult, *, alert: bool = True, detected_at: str | None = None) -> int:
     """Store the change and queue its alerts in one transaction."""
+    from .report import RENDER_VERSION, clauses_html
+
     rows: list[dict[str, Any]] = []
     if alert and config.alerts.enabled and result.substantive:
         from .alerts import plan_change_alerts
 
         rows = plan_change_alerts(config.alerts, target, result)
-    return store.add_change(old, new, result, alert_rows=rows, detected_at=detected_at)
+    html = clauses_html(result.to_dict())  # pre-rendered for reports over many changes
+    return store.add_change(old, new, result, alert_rows=rows, detected_at=detected_at, html=html, html_version=RENDER_VERSION)
 
 
 async def _confirm(ctx: CheckContext, target: Target, first: Capture, text_sha: str, latest: Version | None) -> Capture | None:

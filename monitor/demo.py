@@ -190,7 +190,7 @@ async def _replay(directory: Path, config_path: Path, web: LocalServer, mail: Ma
     from .check import CheckContext, check_target
     from .fetch import Fetcher
     from .flags import load_rules
-    from .report import ReportQuery, render_report_html, select_changes
+    from .report import ReportQuery, change_entry, query_changes, render_report_html
     from .store import Store
     from .targets import load_config
 
@@ -214,9 +214,10 @@ async def _replay(directory: Path, config_path: Path, web: LocalServer, mail: Ma
                 line = f"[{index:2d}/{len(versions)}] recorded by OTA {recorded}: {text}{mailed}"
                 lines.append(line)
                 say(line)
-        entries = select_changes(store, ReportQuery())
+        rows = query_changes(store, ReportQuery())
+        entries = [change_entry(row) for row in rows]
         report_path = directory / "report.html"
-        report_path.write_text(render_report_html(entries, store), encoding="utf-8")
+        report_path.write_text(render_report_html(rows, store), encoding="utf-8")
         key = next((e for e in entries if e["new"].get("effective_date") == KEY_CHANGE_DATE), None)
         changes = len(entries)
     finally:

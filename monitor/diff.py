@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
 
-from .extract import Clause, Document, fold, is_date_line, mask_dates, visible_text
+from .extract import Clause, Document, fold, is_date_line, mask_dates
 
 if TYPE_CHECKING:
     from .flags import Flag, RuleSet
@@ -126,32 +126,27 @@ _TOKEN = re.compile(r"\]\([^)\s]*\)|\w+|\s+|[^\w\s]", re.UNICODE)
 
 def word_spans(old: str, new: str) -> list[Span]:
     """Word-level diff: each word (or a whole link target) becomes one symbol for
-    diff-match-patch, then semantic clean-up merges fragments into readable runs."""
-    from diff_match_patch import diff_match_patch
+    diff-match-patch, then semantic clean-up merges fragments into readable runs.
 
-    vocabulary: dict[str, str] = {}
-    words: list[str] = []
+    Uses the C++ build of diff-match-patch (fast_diff_match_patch) when it is installed and
+    the reference Python one otherwise; both implement the same algorithm."""
+    symbol_of: dict[str, str] = {}
+    token_of: dict[str, str] = {}
 
     def encode(text: str) -> str:
-        out = []
-        for token in _TOKEN.findall(text):
-            symbol = vocabulary.get(token)
-            if symbol is None:
-                symbol = chr(0xE000 + len(words)) if len(words) < 6400 else chr(0x10000 + len(words))
-                vocabulary[token] = symbol
-                words.append(token)
-            out.append(symbol)
-        return "".join(out)
+        tokens = _TOKEN.findall(text)
+        for token in tokens:
+            if token not in symbol_of:
+                n = len(symbol_of)
+                symbol = chr(0xE000 + n) if n < 6400 else chr(0x10000 + n)
+                symbol_of[token] = symbol
+                token_of[symbol] = token
+        return "".join(map(symbol_of.__getitem__, tokens))
 
-    a, b = encode(old), encode(new)
-    dmp = diff_match_patch()
-    dmp.Diff_Timeout = 2.0
-    diffs = dmp.diff_main(a, b, False)
-    dmp.diff_cleanupSemantic(diffs)
-    ops = {0: "equal", 1: "insert", -1: "delete"}
+    ops = {"=": "equal", "+": "insert", "-": "delete", 0: "equal", 1: "insert", -1: "delete"}
     spans: list[Span] = []
-    for op, symbols in diffs:
-        text = "".join(words[_symbol_index(ch)] for ch in symbols)
+    for op, symbols in _dmp_diff(encode(old), encode(new)):
+        text = "".join(map(token_of.__getitem__, symbols))
         if spans and spans[-1].op == ops[op]:
             spans[-1] = Span(ops[op], spans[-1].text + text)
         elif text:
@@ -159,34 +154,58 @@ def word_spans(old: str, new: str) -> list[Span]:
     return spans
 
 
-def _symbol_index(ch: str) -> int:
-    code = ord(ch)
-    return code - 0xE000 if code < 0x10000 else code - 0x10000
+def _dmp_diff(a: str, b: str) -> list[tuple[Any, str]]:
+    try:
+        import fast_diff_match_patch
+    except ImportError:
+        from diff_match_patch import diff_match_patch
+
+        dmp = diff_match_patch()
+        dmp.Diff_Timeout = 2.0
+        diffs = dmp.diff_main(a, b, False)
+        dmp.diff_cleanupSemantic(diffs)
+        return diffs
+    return fast_diff_match_patch.diff(a, b, timelimit=2.0, checklines=False, cleanup="Semantic", counts_only=False)
 
 
 # ----------------------------------------------------------------------------- alignment
 
 
-def _words(clause: Clause) -> list[str]:
-    return fold(visible_text(clause.text)).lower().split()
-
-
 def similarity(a: Clause, b: Clause) -> float:
-    wa, wb = _words(a), _words(b)
-    if not wa or not wb:
+    """How alike two clauses are: difflib's ratio over their words (0 to 1)."""
+    if not a.words or not b.words:
         return 0.0
-    sa, sb = set(wa), set(wb)
-    if len(sa & sb) / len(sa | sb) < 0.2:
-        return 0.0
-    return SequenceMatcher(None, wa, wb, autojunk=False).ratio()
+    return SequenceMatcher(None, a.words, b.words, autojunk=False).ratio()
 
 
 def _pair(removed: list[int], added: list[int], old: Sequence[Clause], new: Sequence[Clause]) -> list[tuple[int, int]]:
-    """Greedy best-first pairing of removed and added clauses of one block, keeping order."""
+    """Greedy best-first pairing of removed and added clauses of one block, keeping order.
+
+    Cheap bounds first (shared vocabulary, then difflib's quick ratios) so that only
+    plausible pairs pay for a full ratio: a block of 200 x 200 clauses stays fast."""
+    if len(removed) == 1 and len(added) == 1:
+        # one clause out, one in (the usual edit): no competition, so the cheap upper bound
+        # of the ratio decides, and the word diff shows the detail
+        i, j = removed[0], added[0]
+        matcher = SequenceMatcher(None, old[i].words, new[j].words, autojunk=False)
+        return [(i, j)] if old[i].words and new[j].words and matcher.quick_ratio() >= PAIR_THRESHOLD else []
     scored = []
-    for i in removed:
-        for j in added:
-            score = similarity(old[i], new[j])
+    vocab = {i: set(old[i].words) for i in removed}
+    for j in added:
+        words_j = new[j].words
+        if not words_j:
+            continue
+        set_j = set(words_j)
+        matcher = SequenceMatcher(None, autojunk=False)
+        matcher.set_seq2(words_j)
+        for i in removed:
+            set_i = vocab[i]
+            if not set_i or len(set_i & set_j) / len(set_i | set_j) < 0.2:
+                continue
+            matcher.set_seq1(old[i].words)
+            if matcher.real_quick_ratio() < PAIR_THRESHOLD or matcher.quick_ratio() < PAIR_THRESHOLD:
+                continue
+            score = matcher.ratio()
             if score >= PAIR_THRESHOLD:
                 scored.append((score, i, j))
     scored.sort(key=lambda t: (-t[0], t[1], t[2]))
@@ -211,8 +230,8 @@ def _squash(clauses: Iterable[Clause]) -> str:
 
 def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag: bool = True) -> DiffResult:
     """Diff two documents clause by clause and flag the changed clauses."""
-    a = [c.hash for c in old.clauses]
-    b = [c.hash for c in new.clauses]
+    a = [c.key for c in old.clauses]
+    b = [c.key for c in new.clauses]
     matcher = SequenceMatcher(None, a, b, autojunk=False)
     changes: list[Change] = []
     blocks: list[tuple[list[int], list[int]]] = []
@@ -256,7 +275,7 @@ def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag:
         paired_j = {j for _, j in pairs}
         for i, j in pairs:
             o, n = old.clauses[i], new.clauses[j]
-            date_only = is_date_line(o.plain) and is_date_line(n.plain) and mask_dates(fold(o.plain)) == mask_dates(fold(n.plain))
+            date_only = _only_the_date_changed(o, n)
             changes.append(_modified(o, n, i, j, cosmetic=date_only, reason="date line" if date_only else None))
         for i in removed:
             if i not in paired_i:
@@ -280,6 +299,15 @@ def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag:
     result = DiffResult(old.source, new.source, old.effective_date, new.effective_date, changes)
     result.signals = date_signals(result)
     return result
+
+
+def _only_the_date_changed(o: Clause, n: Clause) -> bool:
+    """A revision or effective-date line whose only edit is the date (cheap tests first)."""
+    if abs(len(o.words) - len(n.words)) > 4 or len(n.words) > 40:
+        return False
+    if mask_dates(fold(o.plain)) != mask_dates(fold(n.plain)):
+        return False
+    return is_date_line(o.plain) and is_date_line(n.plain)
 
 
 def _section(clause: Clause) -> str:

@@ -63,11 +63,21 @@ def clean_text(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+_SPACE_BEFORE = re.compile(r'\s+([,.;:!?)\]"])')
+_SPACE_AFTER = re.compile(r"([(\[])\s+")
+
+
 def fold(text: str) -> str:
     """The comparison form: typographic quotes, dashes, ellipses folded, spaces collapsed."""
-    text = clean_text(text).translate(_FOLD)
-    text = re.sub(r'\s+([,.;:!?)\]"])', r"\1", text)  # "word ," and "word." compare equal
-    return re.sub(r"([(\[])\s+", r"\1", text)
+    return _fold_clean(clean_text(text))
+
+
+def _fold_clean(text: str) -> str:
+    """fold() for text that is already clean (stored clause text)."""
+    if not text.isascii():
+        text = text.translate(_FOLD)
+    text = _SPACE_BEFORE.sub(r"\1", text)  # "word ," and "word." compare equal
+    return _SPACE_AFTER.sub(r"\1", text)
 
 
 _MD_LINK = re.compile(r"\[((?:[^\[\]\\]|\\.)*)\]\(([^()\s]*(?:\([^()\s]*\)[^()\s]*)*)\)")
@@ -140,11 +150,12 @@ class Clause:
     @cached_property
     def key(self) -> str:
         """Folded text: two clauses with equal keys say the same thing."""
-        return fold(self.text)
+        return _fold_clean(self.text)
 
     @cached_property
-    def hash(self) -> str:
-        return hashlib.blake2b(self.key.encode("utf-8"), digest_size=12).hexdigest()
+    def words(self) -> list[str]:
+        """Lower-cased visible words, for measuring how alike two clauses are."""
+        return _fold_clean(visible_text(self.text)).lower().split()
 
     @property
     def plain(self) -> str:

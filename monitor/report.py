@@ -14,7 +14,7 @@ import html
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -56,11 +56,21 @@ def parse_since(text: str, *, now: datetime | None = None) -> str:
     return to_timestamp(when)
 
 
-def select_changes(store: Store, query: ReportQuery) -> list[dict[str, Any]]:
-    """Changes as report entries, newest first and flagged first within a day.
+def query_changes(store: Store, query: ReportQuery, *, diff: bool = True, html: bool = False) -> list[dict[str, Any]]:
+    """Change rows (diff JSON still as text), newest first and flagged first within a day.
 
-    Uses the summary columns (indexed on detected_at and target) to filter, and parses the
-    stored diff JSON only for the rows that are returned."""
+    Filters on the summary columns, which the indexes on detected_at and target serve;
+    nothing is parsed here, and only the large columns asked for are read (`diff`, the JSON;
+    `html`, the pre-rendered clauses), so a report over thousands of changes stays fast."""
+    columns = [
+        "c.id", "c.target_id", "c.old_version_id", "c.new_version_id", "c.old_seq", "c.new_seq", "c.detected_at",
+        "c.observed_at", "c.substantive", "c.n_changes", "c.n_flags", "c.categories", "c.max_severity", "c.signals",
+        "c.summary", "c.reviewed_at", "c.html_version",
+    ]
+    if diff:
+        columns.append("c.diff")
+    if html:
+        columns.append("c.html")
     where = ["c.superseded_by is null"]
     params: list[Any] = []
     if query.since:
@@ -77,9 +87,9 @@ def select_changes(store: Store, query: ReportQuery) -> list[dict[str, Any]]:
     if not query.include_cosmetic:
         where.append("c.substantive = 1")
     sql = f"""
-        select c.*, t.service, t.document, t.url,
+        select {", ".join(columns)}, t.service, t.document, t.url,
                o.effective_date as old_effective, n.effective_date as new_effective,
-               n.provenance as provenance, n.observed_at as new_observed_at, o.observed_at as old_observed_at
+               n.provenance as provenance
         from changes c
         join targets t on t.id = c.target_id
         join versions o on o.id = c.old_version_id
@@ -89,13 +99,16 @@ def select_changes(store: Store, query: ReportQuery) -> list[dict[str, Any]]:
     """  # noqa: S608 - only placeholders are interpolated
     if query.limit:
         sql += f" limit {int(query.limit)}"
-    return [change_entry(row) for row in store.db.query(sql, params)]
+    return list(store.db.query(sql, params))
 
 
-def change_entry(row: dict[str, Any]) -> dict[str, Any]:
-    """One change in the report JSON contract (every field of the `monitor diff` JSON too)."""
-    diff = json.loads(row["diff"])
-    entry = {
+def select_changes(store: Store, query: ReportQuery) -> list[dict[str, Any]]:
+    """Report entries (parsed), in report order."""
+    return [change_entry(row) for row in query_changes(store, query)]
+
+
+def _entry_meta(row: dict[str, Any]) -> dict[str, Any]:
+    return {
         "id": row["id"],
         "target": row["target_id"],
         "service": row["service"],
@@ -109,8 +122,26 @@ def change_entry(row: dict[str, Any]) -> dict[str, Any]:
         "reviewed_at": row.get("reviewed_at"),
         "summary": row.get("summary"),
     }
-    entry.update(diff)
+
+
+def change_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """One change in the report JSON contract (every field of the `monitor diff` JSON too)."""
+    entry = _entry_meta(row)
+    entry.update(json.loads(row["diff"]))
     return entry
+
+
+def report_json(rows: Sequence[dict[str, Any]], *, since: str | None) -> Iterator[str]:
+    """The JSON report in pieces, each stored diff JSON spliced after its metadata: the
+    document `json.dumps` would give for change_entry(), without parsing or re-encoding
+    every diff, and written as it is produced rather than built whole in memory."""
+    yield '{"since": ' + json.dumps(since) + ', "changes": ['
+    for index, row in enumerate(rows):
+        meta = json.dumps(_entry_meta(row), ensure_ascii=False)
+        diff = row["diff"]
+        yield ("" if index == 0 else ",\n") + meta[:-1] + (", " if len(diff) > 2 else "")
+        yield diff[1:]
+    yield "]}\n"
 
 
 def mark_reviewed(store: Store, entries: Sequence[dict[str, Any]]) -> None:
@@ -393,38 +424,91 @@ def _clause_html(change: dict[str, Any], *, side_by_side: bool = False) -> str:
     return "".join(parts)
 
 
-def _change_article(entry: dict[str, Any], *, side_by_side: bool) -> str:
-    changes = [c for c in entry["changes"] if not c["cosmetic"]]
-    flags = [f for c in changes for f in c.get("flags") or []]
-    cats = " ".join(sorted({f["category"] for f in flags}))
-    head = _title(entry)
-    versions = f"v{entry['old_version']} → v{entry['new_version']}" if "old_version" in entry else ""
-    out = [
-        f'<article class="change" id="change-{_e(entry.get("id", 0))}" data-flagged="{1 if flags else 0}" '
-        f'data-categories="{_e(cats)}" data-target="{_e(entry.get("target", ""))}">',
-        f"<h2>{'#' + _e(entry['id']) + ' ' if 'id' in entry else ''}{_e(head)} <span class=\"muted\">{_e(versions)}</span></h2>",
-    ]
-    meta = []
-    if entry.get("detected_at"):
-        meta.append(f"detected {_e(entry['detected_at'][:16].replace('T', ' '))} UTC")
-    if entry.get("provenance") and entry["provenance"] != "live":
-        meta.append(f"imported from {_e(entry['provenance'])}, observed {_e(entry['observed_at'][:10])}")
-    meta.append(_e(_dates_line(entry)))
-    meta.append(_e(_counts_line(entry["changes"])))
-    if flags:
-        meta.append(f'<span class="count flag-count">{len(flags)}</span> flag{"s" if len(flags) != 1 else ""}')
-    if entry.get("url"):
-        meta.append(f'<a href="{_e(entry["url"])}" rel="noreferrer noopener">{_e(entry["url"])}</a>')
-    out.append(f'<div class="meta">{" · ".join(meta)}</div>')
-    for signal in entry.get("signals") or []:
-        out.append(f'<span class="signal">{_e(signal["kind"])}: {_e(signal["message"])}</span>')
-    for change in _flagged_first(changes):
-        out.append(_clause_html(change, side_by_side=side_by_side))
-    cosmetic = len(entry["changes"]) - len(changes)
+RENDER_VERSION = 1  # bump when clauses_html changes, so cached fragments are re-rendered
+
+
+def clauses_html(diff: dict[str, Any], *, side_by_side: bool = False) -> str:
+    """The changed clauses of one diff as HTML, flagged first, cosmetic ones counted.
+
+    Stored with each change when it is recorded (changes.html), so a report over thousands
+    of changes assembles fragments instead of re-rendering every diff."""
+    changes = [c for c in diff["changes"] if not c["cosmetic"]]
+    out = [_clause_html(change, side_by_side=side_by_side) for change in _flagged_first(changes)]
+    cosmetic = len(diff["changes"]) - len(changes)
     if cosmetic:
         out.append(f'<p class="muted">{cosmetic} cosmetic change{"s" if cosmetic != 1 else ""} (whitespace, typography, moves, date line) not shown.</p>')
+    return "\n".join(out)
+
+
+@dataclass
+class _Article:
+    """What an article's header shows; built from a change row or a bare diff."""
+
+    anchor: str
+    heading: str
+    target: str
+    n_flags: int
+    categories: str
+    meta: list[str]
+    signals: list[dict[str, Any]]
+
+
+def _article_html(article: _Article, fragment: str) -> str:
+    out = [
+        f'<article class="change" id="{_e(article.anchor)}" data-flagged="{1 if article.n_flags else 0}" '
+        f'data-categories="{_e(article.categories)}" data-target="{_e(article.target)}">',
+        f"<h2>{article.heading}</h2>",
+        f'<div class="meta">{" · ".join(article.meta)}</div>',
+    ]
+    for signal in article.signals:
+        out.append(f'<span class="signal">{_e(signal["kind"])}: {_e(signal["message"])}</span>')
+    out.append(fragment)
     out.append("</article>")
     return "\n".join(out)
+
+
+def _row_article(row: dict[str, Any]) -> _Article:
+    title = _title({"service": row["service"], "document": row["document"]})
+    meta = [f"detected {_e(row['detected_at'][:16].replace('T', ' '))} UTC"]
+    if row.get("provenance") and row["provenance"] != "live":
+        meta.append(f"imported from {_e(row['provenance'])}, observed {_e(row['observed_at'][:10])}")
+    meta.append(_e(_dates_line({"old": {"effective_date": row.get("old_effective")}, "new": {"effective_date": row.get("new_effective")}})))
+    meta.append(_e(row.get("summary") or ""))
+    if row["url"]:
+        meta.append(f'<a href="{_e(row["url"])}" rel="noreferrer noopener">{_e(row["url"])}</a>')
+    return _Article(
+        anchor=f"change-{row['id']}",
+        heading=f"#{_e(row['id'])} {_e(title)} <span class=\"muted\">v{_e(row['old_seq'])} → v{_e(row['new_seq'])}</span>"
+        + (f' <span class="count flag-count">{row["n_flags"]}</span> flag{"s" if row["n_flags"] != 1 else ""}' if row["n_flags"] else ""),
+        target=row["target_id"],
+        n_flags=row["n_flags"] or 0,
+        categories=(row.get("categories") or "").replace(",", " "),
+        meta=meta,
+        signals=json.loads(row.get("signals") or "[]"),
+    )
+
+
+def _diff_article(diff: dict[str, Any], title: str) -> _Article:
+    flags = [f for c in diff["changes"] if not c["cosmetic"] for f in c.get("flags") or []]
+    return _Article(
+        anchor="diff",
+        heading=_e(title) + (f' <span class="count flag-count">{len(flags)}</span> flag{"s" if len(flags) != 1 else ""}' if flags else ""),
+        target="",
+        n_flags=len(flags),
+        categories=" ".join(sorted({f["category"] for f in flags})),
+        meta=[_e(_dates_line(diff)), _e(_counts_line(diff["changes"]))],
+        signals=diff.get("signals") or [],
+    )
+
+
+def row_fragment(row: dict[str, Any], store: Store | None = None, *, side_by_side: bool = False) -> str:
+    """The cached clause HTML of a change row, rendered afresh when missing or stale."""
+    if not side_by_side and row.get("html") and row.get("html_version") == RENDER_VERSION:
+        return str(row["html"])
+    diff = row.get("diff")
+    if diff is None and store is not None:
+        diff = store.db.execute("select diff from changes where id = ?", [row["id"]]).fetchone()[0]
+    return clauses_html(json.loads(diff), side_by_side=side_by_side)
 
 
 def _timeline_svg(target_id: str, versions: Sequence[dict[str, Any]], flagged_versions: set[int]) -> str:
@@ -449,67 +533,85 @@ def _timeline_svg(target_id: str, versions: Sequence[dict[str, Any]], flagged_ve
     )
 
 
-def render_html_page(body: str, *, title: str, subtitle: str = "", with_script: bool = True) -> str:
-    script = f"<script>{_SCRIPT}</script>" if with_script else ""
+def _page_head(title: str, subtitle: str) -> str:
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{_e(_csp())}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_e(title)}</h1><div class=\"muted\">{_e(subtitle)}</div></header><main>{body}</main>{script}</body></html>\n"
+        f"<header><h1>{_e(title)}</h1><div class=\"muted\">{_e(subtitle)}</div></header><main>"
     )
 
 
+def _page_tail(with_script: bool) -> str:
+    script = f"<script>{_SCRIPT}</script>" if with_script else ""
+    return f"</main>{script}</body></html>\n"
+
+
+def render_html_page(body: str, *, title: str, subtitle: str = "", with_script: bool = True) -> str:
+    return _page_head(title, subtitle) + body + _page_tail(with_script)
+
+
 def render_diff_html(diff: dict[str, Any], *, title: str | None = None, side_by_side: bool = False) -> str:
-    body = _change_article(diff, side_by_side=side_by_side)
-    return render_html_page(body, title=title or _title(diff), subtitle="monitor diff", with_script=False)
+    heading = title or _title(diff)
+    body = _article_html(_diff_article(diff, heading), clauses_html(diff, side_by_side=side_by_side))
+    return render_html_page(body, title=heading, subtitle="monitor diff", with_script=False)
 
 
-def render_report_html(entries: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None) -> str:
-    """The whole report as one self-contained page: summary, timelines, changes, filters."""
+def render_report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None) -> str:
+    """The whole report as one self-contained page (see report_html)."""
+    return "".join(report_html(rows, store, side_by_side=side_by_side, generated=generated))
+
+
+def report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None) -> Iterator[str]:
+    """The report page in pieces: summary, timelines, filters, then one article per change.
+    Takes change rows (query_changes) and needs no diff parsing when their clause HTML is
+    cached."""
     from .store import utcnow
 
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in entries:
-        by_target[entry["target"]].append(entry)
-    categories = sorted({f["category"] for e in entries for c in e["changes"] for f in c.get("flags") or []})
-    flagged_total = sum(1 for e in entries if any(c.get("flags") for c in e["changes"] if not c["cosmetic"]))
-    rows = []
+    for row in rows:
+        by_target[row["target_id"]].append(row)
+    categories = sorted({c for row in rows for c in (row.get("categories") or "").split(",") if c})
+    flagged_total = sum(1 for row in rows if row["n_flags"])
+    subtitle = f"{len(rows)} changes, {flagged_total} flagged · generated {generated or utcnow()[:16].replace('T', ' ')} UTC"
+    yield _page_head("Privacy monitor report", subtitle)
+    summary_rows = []
     for target_id, items in sorted(by_target.items()):
-        flags = sum(len(c.get("flags") or []) for e in items for c in e["changes"] if not c["cosmetic"])
-        cats = sorted({f["category"] for e in items for c in e["changes"] for f in c.get("flags") or []})
-        rows.append(
+        flags = sum(r["n_flags"] or 0 for r in items)
+        cats = sorted({c for r in items for c in (r.get("categories") or "").split(",") if c})
+        summary_rows.append(
             f'<tr data-target="{_e(target_id)}"><td>{_e(_title(items[0]))}<div class="muted">{_e(target_id)}</div></td>'
             f'<td class="count changes-count">{len(items)}</td><td class="count flags-count">{flags}</td><td>{_e(", ".join(cats))}</td>'
             f'<td>{_e(items[0]["detected_at"][:10])}</td></tr>'
         )
-    summary = (
+    yield (
         '<section id="summary"><table><thead><tr><th>document</th><th>changes</th><th>flags</th><th>categories</th><th>latest</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
+        f"<tbody>{''.join(summary_rows)}</tbody></table></section>"
     )
-    timelines = []
-    if store is not None:
+    if store is not None and by_target:
+        timelines = []
         for target_id, items in sorted(by_target.items()):
             versions = list(store.db.query(
                 "select seq, observed_at, effective_date from versions where target_id = ? order by observed_at, seq", [target_id]
             ))
-            flagged = {e["new_version"] for e in items if any(c.get("flags") for c in e["changes"] if not c["cosmetic"])}
+            flagged = {r["new_seq"] for r in items if r["n_flags"]}
             timelines.append(_timeline_svg(target_id, versions, flagged))
-    controls = (
+        yield '<section id="timelines"><h2>Versions</h2>' + "".join(timelines) + "</section>"
+    yield (
         '<div class="controls"><label><input type="checkbox" id="only-flagged"> flagged only</label>'
         '<label>category <select id="category"><option value="">all</option>'
         + "".join(f'<option value="{_e(c)}">{_e(c)}</option>' for c in categories)
         + '</select></label><label>document <select id="target"><option value="">all</option>'
         + "".join(f'<option value="{_e(t)}">{_e(t)}</option>' for t in sorted(by_target))
-        + f'</select></label><span class="muted">showing <span id="shown">{len(entries)}</span> of {len(entries)}</span></div>'
+        + f'</select></label><span class="muted">showing <span id="shown">{len(rows)}</span> of {len(rows)}</span></div>'
     )
-    articles = "\n".join(_change_article(e, side_by_side=side_by_side) for e in entries)
-    if not entries:
-        articles = '<p class="muted">No changes to review.</p>'
-    body = summary + ('<section id="timelines"><h2>Versions</h2>' + "".join(timelines) + "</section>" if timelines else "") + controls + articles
-    subtitle = f"{len(entries)} changes, {flagged_total} flagged · generated {generated or utcnow()[:16].replace('T', ' ')} UTC"
-    return render_html_page(body, title="Privacy monitor report", subtitle=subtitle)
+    if not rows:
+        yield '<p class="muted">No changes to review.</p>'
+    for row in rows:
+        yield _article_html(_row_article(row), row_fragment(row, store, side_by_side=side_by_side)) + "\n"
+    yield _page_tail(True)
 
 
 # ----------------------------------------------------------------------------- history

@@ -267,7 +267,7 @@ class Store:
                     "old_seq": int, "new_seq": int, "detected_at": str, "observed_at": str,
                     "substantive": int, "n_changes": int, "n_flags": int, "categories": str,
                     "max_severity": str, "signals": str, "summary": str, "diff": str, "reviewed_at": str,
-                    "alerted": int, "superseded_by": int,
+                    "alerted": int, "superseded_by": int, "html": str, "html_version": int,
                 },
                 pk="id",
                 foreign_keys=[("target_id", "targets", "id")],
@@ -581,9 +581,12 @@ class Store:
         *,
         alert_rows: Sequence[dict[str, Any]] = (),
         detected_at: str | None = None,
+        html: str | None = None,
+        html_version: int | None = None,
     ) -> int:
-        """Store a change record (the diff JSON plus summary columns for fast reports) and
-        its alerts in one transaction: an alert is never lost, and never without its change."""
+        """Store a change record (the diff JSON, summary columns for fast reports, and its
+        rendered clause HTML if given) and its alerts in one transaction: an alert is never
+        lost, and never without its change."""
         from .diff import summary_line
         from .targets import SEVERITIES
 
@@ -598,7 +601,7 @@ class Store:
             "categories": ",".join(sorted({f.category for f in flags})) or None,
             "max_severity": max_severity, "signals": json.dumps([s.to_dict() for s in result.signals]),
             "summary": summary_line(result), "diff": json.dumps(result.to_dict(), ensure_ascii=False),
-            "alerted": int(bool(alert_rows)),
+            "alerted": int(bool(alert_rows)), "html": html, "html_version": html_version,
         }
         with self.write():
             existing = list(self.db.query(

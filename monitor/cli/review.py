@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -40,15 +41,8 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
     signals (silent-update, reverted), flags with the words that triggered them, then the
     word-level diff of the changed clauses.
     """
-    from ..report import (
-        ReportQuery,
-        mark_reviewed as do_mark,
-        parse_since,
-        render_report_html,
-        render_report_markdown,
-        render_report_text,
-        select_changes,
-    )
+    from ..report import ReportQuery, change_entry, parse_since, query_changes, render_report_markdown, report_html, render_report_text, report_json
+    from ..report import mark_reviewed as do_mark
 
     config = state.config()
     for target_id in targets:
@@ -60,23 +54,33 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
         elif not everything:
             start = store.get_meta("last_review_at")
         query = ReportQuery(since=start, targets=targets, flagged=flagged, categories=categories, include_cosmetic=cosmetic)
-        entries = select_changes(store, query)
+        rows = query_changes(store, query, diff=fmt != "html" or side_by_side, html=fmt == "html")
         if fmt == "json":
-            text = json.dumps({"since": start, "changes": entries}, ensure_ascii=False, indent=2) + "\n"
-        elif fmt == "markdown":
-            text = render_report_markdown(entries)
+            chunks: Iterable[str] = report_json(rows, since=start)
         elif fmt == "html":
-            text = render_report_html(entries, store, side_by_side=side_by_side)
+            chunks = report_html(rows, store, side_by_side=side_by_side)
+        elif fmt == "markdown":
+            chunks = [render_report_markdown([change_entry(r) for r in rows])]
         else:
-            text = render_report_text(entries, color=output is None and use_color())
+            chunks = [render_report_text([change_entry(r) for r in rows], color=output is None and use_color())]
+        write_chunks(chunks, output)
         if mark_reviewed:
-            do_mark(store, entries)
+            do_mark(store, rows)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output} ({len(entries)} changes)", err=True)
-    else:
-        click.echo(text, nl=False)
+        click.echo(f"wrote {output} ({len(rows)} changes)", err=True)
     return 0
+
+
+def write_chunks(chunks: Iterable[str], output: str | None) -> None:
+    """Write output piece by piece (a report can be hundreds of megabytes)."""
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.writelines(chunks)
+    else:
+        stream = click.get_text_stream("stdout")
+        for chunk in chunks:
+            stream.write(chunk)
+        stream.flush()
 
 
 @cli.command()
