@@ -291,7 +291,7 @@ def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag:
         if rules is None:
             from .flags import load_rules
 
-            rules = load_rules()
+            rules = load_rules(strict=False)
         for change in changes:
             if change.cosmetic or change.kind == "moved":
                 continue

@@ -47,10 +47,13 @@ def load_data(name: str) -> dict[str, Any]:
 
 _SPACES = re.compile(r"[\s\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f"), None)
+# The comparison form drops quotation marks and apostrophes altogether: whether a page writes
+# “Services”, "Services" or Services (a converter that lost them), don’t or dont, the clause
+# says the same thing. Dashes, ellipses and bullets are folded to one form.
+_QUOTES = "'\"`\u00b4\u2018\u2019\u201a\u201b\u2032\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb\u2039\u203a"
 _FOLD = str.maketrans(
     {
-        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'", "`": "'",
-        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
+        **dict.fromkeys(_QUOTES, None),
         "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
         "\u2026": "...", "\u2022": "*", "\u00b7": "*",
     }
@@ -68,14 +71,13 @@ _SPACE_AFTER = re.compile(r"([(\[])\s+")
 
 
 def fold(text: str) -> str:
-    """The comparison form: typographic quotes, dashes, ellipses folded, spaces collapsed."""
+    """The comparison form: quotes dropped, dashes and ellipses folded, spaces collapsed."""
     return _fold_clean(clean_text(text))
 
 
 def _fold_clean(text: str) -> str:
     """fold() for text that is already clean (stored clause text)."""
-    if not text.isascii():
-        text = text.translate(_FOLD)
+    text = text.translate(_FOLD)
     text = _SPACE_BEFORE.sub(r"\1", text)  # "word ," and "word." compare equal
     return _SPACE_AFTER.sub(r"\1", text)
 

@@ -31,6 +31,8 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import yaml
 
+from .errors import MonitorError
+
 __all__ = [
     "CATEGORIES",
     "SEVERITIES",
@@ -58,7 +60,7 @@ EVIDENCE_MAX = 200
 """Evidence longer than this many characters is cut at a word boundary and ends with '…'."""
 
 
-class RuleError(ValueError):
+class RuleError(MonitorError, ValueError):
     """A rule file is invalid. The message is one line: file, rule id (or section), field, problem."""
 
 
@@ -291,21 +293,42 @@ class Needle(NamedTuple):
 Needles = frozenset[Needle]
 
 
-def required_literals(regex: re.Pattern[str]) -> tuple[Needle, ...]:
+def required_literals(regex: re.Pattern[str], tree: Any = None) -> tuple[Needle, ...]:
     """Needles of which every match contains at least one; () when unknown.
 
     A substring test is far cheaper than running a long alternation over a clause, and most
     clauses contain none of a rule's key words. Only a speed-up: when the regex cannot be
-    analysed (this reads the private `re._parser`), the regex simply always runs."""
+    analysed (this reads the private `re._parser`), the regex simply always runs. `tree` is
+    the regex already parsed, when the caller has it."""
     try:
         from re import _parser as sre_parse  # type: ignore[attr-defined]
 
-        found = _Literals(sre_parse).sequence(list(sre_parse.parse(regex.pattern, regex.flags)), exact=False)
+        if tree is None:
+            tree = sre_parse.parse(regex.pattern, regex.flags)
+        found = _Literals(sre_parse).sequence(list(tree), exact=False)
     except Exception:  # any surprise from a private module: no pre-check, never a wrong answer
         return ()
     if not found or len(found) > _MAX_NEEDLES or not all(map(_selective, found)):
         return ()
     return tuple(sorted(found))
+
+
+def _compile_with_tree(pattern: str, flags: int) -> tuple[re.Pattern[str], Any]:
+    """Compile a regex and keep its parse tree, parsing once (the parse is most of the cost of
+    compiling these long alternations, and the literal pre-check needs the tree too). Falls
+    back to re.compile, and no tree, if the private compiler is not as expected. `flags` must
+    be a plain int (re.compile converts RegexFlag itself; the compiler's inner loops are
+    many times slower on the enum)."""
+    try:
+        from re import _compiler as sre_compile  # type: ignore[attr-defined]
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+        tree = sre_parse.parse(pattern, flags)
+        return sre_compile.compile(tree, flags), tree
+    except re.error:
+        raise
+    except Exception:  # a Python whose private modules differ: the public road
+        return re.compile(pattern, flags), None
 
 
 def _selective(needle: Needle) -> bool:
@@ -443,9 +466,34 @@ def matcher_kinds() -> dict[str, str]:
 class Regex(Matcher):
     """A regular expression (terms expanded, folded, whole words, case-insensitive)."""
 
-    def __init__(self, regex: re.Pattern[str]):
-        self.regex = regex
-        self.needles = required_literals(regex)
+    def __init__(self, pattern: str, error: str):
+        self.pattern = pattern
+        self.error = error  # "file: rule: field: bad regex 'source'", should compiling fail
+        self._regex: re.Pattern[str] | None = None
+        self._needles: tuple[Needle, ...] | None = None
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        """Compiled on first use: a run compiles only the rules its text reaches (most
+        clauses stop at a language's gate), which keeps `monitor diff` quick to start."""
+        if self._regex is None:
+            self._prepare()
+        assert self._regex is not None
+        return self._regex
+
+    @property
+    def needles(self) -> tuple[Needle, ...]:
+        if self._needles is None:
+            self._prepare()
+        assert self._needles is not None
+        return self._needles
+
+    def _prepare(self) -> None:
+        try:
+            self._regex, tree = _compile_with_tree(self.pattern, int(re.IGNORECASE))
+        except re.error as exc:
+            raise RuleError(f"{self.error}: {exc}") from None
+        self._needles = required_literals(self._regex, tree)
 
     @classmethod
     def build(cls, value: Any, opts: dict[str, Any], compiler: Compiler, field: str) -> Matcher:
@@ -613,15 +661,15 @@ class SectionTest(Matcher):
     """The clause's section heading path matches the regex. A condition only: it never supplies
     evidence, so a heading alone can never raise a flag."""
 
-    def __init__(self, regex: re.Pattern[str]):
-        self.regex = regex
+    def __init__(self, node: Regex):
+        self.node = node
 
     @classmethod
     def build(cls, value: Any, opts: dict[str, Any], compiler: Compiler, field: str) -> Matcher:
-        return cls(compiler.regex(value, field).regex)
+        return cls(compiler.regex(value, field))
 
     def find(self, ctx: Context) -> list[Span]:
-        if ctx.section is not None and self.regex.search(ctx.section.folded):
+        if ctx.section is not None and self.node.regex.search(ctx.section.folded):
             return [HEADING_ONLY]
         return []
 
@@ -753,9 +801,10 @@ class Compiler:
 
     Equal regexes and YAML aliases compile to one shared matcher, so a clause runs them once."""
 
-    def __init__(self, file: str, terms: Mapping[str, str]):
+    def __init__(self, file: str, terms: Mapping[str, str], *, strict: bool = True):
         self.file = file
         self.terms = terms
+        self.strict = strict
         self.where = "file"
         self._regexes: dict[str, Regex] = {}
         self._nodes: dict[int, tuple[Any, Matcher]] = {}
@@ -781,11 +830,9 @@ class Compiler:
         if cached is not None:
             return cached
         expanded = fold(self.expand(source, field))
-        try:
-            compiled = re.compile(f"{_START}(?:{expanded}){_END}", re.IGNORECASE)
-        except re.error as exc:
-            raise self.error(field, f"bad regex {source!r}: {exc}") from None
-        node = self._regexes[source] = Regex(compiled)
+        node = self._regexes[source] = Regex(f"{_START}(?:{expanded}){_END}", str(self.error(field, f"bad regex {source!r}")))
+        if self.strict:
+            node.regex  # noqa: B018 - compile now, so a bad regex is reported at load time
         return node
 
     def term_pattern(self, name: str, field: str) -> Matcher:
@@ -853,7 +900,8 @@ class Compiler:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: several times faster
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
     except OSError as exc:
         raise RuleError(f"{path}: file: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
@@ -871,11 +919,12 @@ def _check_keys(compiler: Compiler, data: Mapping[Any, Any], allowed: Sequence[s
             )
 
 
-def load_file(path: Path) -> list[Rule]:
-    """Compile one rule file (its language is the file name's stem)."""
+def load_file(path: Path, *, strict: bool = True) -> list[Rule]:
+    """Compile one rule file (its language is the file name's stem). `strict=False` defers
+    compiling regexes to their first use (a bad one then raises RuleError there)."""
     language = path.stem
     data = _read_yaml(path)
-    compiler = Compiler(str(path), {})
+    compiler = Compiler(str(path), {}, strict=strict)
     if not isinstance(data, dict):
         raise compiler.error("file", "expected a mapping with 'terms' and 'rules'")
     _check_keys(compiler, data, _FILE_KEYS, "")
@@ -890,7 +939,7 @@ def load_file(path: Path) -> list[Rule]:
         # or "Training" would otherwise let a German rule flag English), and most clauses, which
         # say nothing about AI or choices, cost one scan per language.
         gate_regex = compiler.regex(data["gate"], "gate")
-        gate = AnyOf([gate_regex, SectionTest(gate_regex.regex)])
+        gate = AnyOf([gate_regex, SectionTest(gate_regex)])
     rules_data = data.get("rules")
     if not isinstance(rules_data, list) or not rules_data:
         raise compiler.error("rules", "expected a non-empty list of rules")
@@ -912,9 +961,10 @@ def _compile_terms(compiler: Compiler, terms_data: Any) -> dict[str, str]:
             raise compiler.error(name, "expected a regex or a non-empty list of regexes")
         terms[name] = "|".join(f"(?:{a})" for a in alternatives)
     compiler.terms = terms
-    for name, value in terms_data.items():  # each alternative must compile, terms expanded
-        for i, alternative in enumerate([value] if isinstance(value, str) else value):
-            compiler.regex(alternative, name if isinstance(value, str) else f"{name}[{i}]")
+    if compiler.strict:
+        for name, value in terms_data.items():  # each alternative must compile, terms expanded
+            for i, alternative in enumerate([value] if isinstance(value, str) else value):
+                compiler.regex(alternative, name if isinstance(value, str) else f"{name}[{i}]")
     return terms
 
 
@@ -953,15 +1003,18 @@ def _compile_rule(compiler: Compiler, raw: Any, index: int, language: str, gate:
     )
 
 
-def load_rules(languages: Iterable[str] | None = None, rules_dir: Path | str | None = None) -> RuleSet:
+def load_rules(languages: Iterable[str] | None = None, rules_dir: Path | str | None = None, *, strict: bool = True) -> RuleSet:
     """Load and compile rule files: all `*.yaml` in `rules_dir` by default, else `<lang>.yaml` for
-    each language given. Cached per (languages, directory); invalid files raise RuleError."""
+    each language given. Cached per (languages, directory, strict); invalid files raise RuleError.
+
+    `strict=False` checks the files' structure now but compiles each regex on first use: the
+    commands use it to start fast; the test suite loads the shipped rules strictly."""
     langs = None if languages is None else tuple(sorted(set(languages)))
-    return _load_rules(langs, Path(rules_dir or RULES_DIR).resolve())
+    return _load_rules(langs, Path(rules_dir or RULES_DIR).resolve(), strict)
 
 
 @functools.cache
-def _load_rules(languages: tuple[str, ...] | None, rules_dir: Path) -> RuleSet:
+def _load_rules(languages: tuple[str, ...] | None, rules_dir: Path, strict: bool = True) -> RuleSet:
     if languages is None:
         paths = sorted(rules_dir.glob("*.yaml"))
         if not paths:
@@ -974,7 +1027,7 @@ def _load_rules(languages: tuple[str, ...] | None, rules_dir: Path) -> RuleSet:
     rules: list[Rule] = []
     seen: dict[str, Path] = {}
     for path in paths:
-        for rule in load_file(path):
+        for rule in load_file(path, strict=strict):
             if rule.id in seen:
                 raise RuleError(f"{path}: rule {rule.id}: id: already defined in {seen[rule.id]}")
             seen[rule.id] = path

@@ -180,6 +180,22 @@ def readable(text: str) -> str:
     return _MD_LINK.sub(lambda m: m.group(1), text).replace("\\[", "[").replace("\\]", "]")
 
 
+_LINK_TAIL = re.compile(r"\]\(([^()\s]*)\)")
+_LINK_HEAD = re.compile(r"(?<!\\)\[")
+
+
+def span_readable(text: str, op: str) -> str:
+    """One word-diff span as a reader sees it. A span can hold part of a link (the diff
+    works on words): a lone '[' is dropped, and a link target is dropped where it is
+    unchanged but shown where it was inserted or deleted, so a changed target is visible."""
+    text = _MD_LINK.sub(lambda m: m.group(1), text)
+    if op == "equal":
+        text = _LINK_TAIL.sub("", text)
+    else:
+        text = _LINK_TAIL.sub(lambda m: f" (link: {m.group(1)})", text)
+    return _LINK_HEAD.sub("", text).replace("\\[", "[").replace("\\]", "]")
+
+
 def _counts_line(changes: Sequence[dict[str, Any]]) -> str:
     counts = Counter(c["kind"] for c in changes if not c["cosmetic"])
     cosmetic = sum(1 for c in changes if c["cosmetic"])
@@ -238,9 +254,9 @@ def render_change_text(change: dict[str, Any], styles: _Styles, *, max_chars: in
         lines.append(styles.flag(f"    ⚑ {flag['category']} ({flag['severity']}, {flag['side']}) {flag['rule']}: “{_clean_terminal(flag['evidence'])}”"))
     if change["kind"] == "modified" and change.get("spans"):
         body = "".join(
-            styles.insert(_clean_terminal(readable(s["text"]))) if s["op"] == "insert"
-            else styles.delete(_clean_terminal(readable(s["text"]))) if s["op"] == "delete"
-            else _clean_terminal(readable(s["text"]))
+            styles.insert(_clean_terminal(span_readable(s["text"], "insert"))) if s["op"] == "insert"
+            else styles.delete(_clean_terminal(span_readable(s["text"], "delete"))) if s["op"] == "delete"
+            else _clean_terminal(span_readable(s["text"], "equal"))
             for s in change["spans"]
         )
     elif change["kind"] == "added":
@@ -293,8 +309,9 @@ def render_report_text(entries: Sequence[dict[str, Any]], *, color: bool = False
 # ----------------------------------------------------------------------------- markdown
 
 
-def _md_escape(text: str) -> str:
-    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", readable(text))
+def _md_escape(text: str, op: str | None = None) -> str:
+    shown = span_readable(text, op) if op else readable(text)
+    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", shown)
 
 
 def render_diff_markdown(diff: dict[str, Any], *, title: str | None = None, level: int = 2) -> str:
@@ -314,9 +331,9 @@ def render_diff_markdown(diff: dict[str, Any], *, title: str | None = None, leve
             out.append(">")
         if change["kind"] == "modified":
             text = "".join(
-                f"**{_md_escape(s['text'])}**" if s["op"] == "insert" and s["text"].strip()
-                else f"~~{_md_escape(s['text'])}~~" if s["op"] == "delete" and s["text"].strip()
-                else _md_escape(s["text"])
+                f"**{_md_escape(s['text'], 'insert')}**" if s["op"] == "insert" and s["text"].strip()
+                else f"~~{_md_escape(s['text'], 'delete')}~~" if s["op"] == "delete" and s["text"].strip()
+                else _md_escape(s["text"], "equal")
                 for s in change["spans"]
             )
         elif change["kind"] == "added":
@@ -403,14 +420,14 @@ def _clause_html(change: dict[str, Any], *, side_by_side: bool = False) -> str:
             f'“{_e(flag["evidence"])}” <span class="muted">({_e(flag["side"])}, {_e(flag["rule"])})</span></div>'
         )
     if change["kind"] == "modified" and side_by_side:
-        old = "".join(f"<del>{_e(readable(s['text']))}</del>" if s["op"] == "delete" else _e(readable(s["text"])) for s in change["spans"] if s["op"] != "insert")
-        new = "".join(f"<ins>{_e(readable(s['text']))}</ins>" if s["op"] == "insert" else _e(readable(s["text"])) for s in change["spans"] if s["op"] != "delete")
+        old = "".join(f"<del>{_e(span_readable(s['text'], 'delete'))}</del>" if s["op"] == "delete" else _e(span_readable(s["text"], "equal")) for s in change["spans"] if s["op"] != "insert")
+        new = "".join(f"<ins>{_e(span_readable(s['text'], 'insert'))}</ins>" if s["op"] == "insert" else _e(span_readable(s["text"], "equal")) for s in change["spans"] if s["op"] != "delete")
         parts.append(f'<div class="side"><div>{old}</div><div>{new}</div></div>')
     elif change["kind"] == "modified":
         body = "".join(
-            f"<ins>{_e(readable(s['text']))}</ins>" if s["op"] == "insert"
-            else f"<del>{_e(readable(s['text']))}</del>" if s["op"] == "delete"
-            else _e(readable(s["text"]))
+            f"<ins>{_e(span_readable(s['text'], 'insert'))}</ins>" if s["op"] == "insert"
+            else f"<del>{_e(span_readable(s['text'], 'delete'))}</del>" if s["op"] == "delete"
+            else _e(span_readable(s["text"], "equal"))
             for s in change["spans"]
         )
         parts.append(f"<p>{body}</p>")

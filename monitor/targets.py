@@ -211,7 +211,7 @@ def _lang(value: Any) -> str:
     return text
 
 
-_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
+_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>.]+(\.[^@\s,<>.]+)*$")  # user@host or user@example.org
 
 
 def _email(value: Any) -> str:
@@ -327,7 +327,7 @@ ALERTS_FIELDS = (
     FieldSpec("min_severity", "low|medium|high", "Only flags at or above this count as flagged.", _choice(SEVERITIES), "low"),
     FieldSpec("only_flagged", "true|false", "Mail only changes with flags (default: every substantive change).", _bool, False),
     FieldSpec("mode", "immediate|digest", "One mail per change, or a digest on digest_schedule.", _choice(("immediate", "digest")), "immediate"),
-    FieldSpec("digest_schedule", "cron", "When digests go out (mode: digest).", parse_schedule, "0 8 * * *"),
+    FieldSpec("digest_schedule", "cron", "When digests go out (mode: digest), in UTC.", parse_schedule, "0 8 * * *"),
     FieldSpec("webhook", "mapping", "POST each change as JSON to a URL.", lambda v: v),
     FieldSpec("subject_prefix", "string", "Start of every subject.", _string, "[privacy monitor]"),
 )
@@ -668,9 +668,9 @@ def _alerts(check: _Checker, raw: Any, base: Path) -> AlertsConfig:
             webhook = WebhookConfig(url=w["url"], headers=w.get("headers", {}), timeout=w.get("timeout", 15.0))
     sender = a.get("from", UNSET)
     to = a.get("to", ())
-    if smtp and not to:
+    if smtp and not to and "to" not in raw:
         check.add(_line(raw), "alerts.to", "smtp is configured but no recipients; add to: [you@example.org]")
-    if smtp and sender is UNSET:
+    if smtp and sender is UNSET and "from" not in raw:
         check.add(_line(raw), "alerts.from", "smtp is configured but no sender; add from: monitor@example.org")
     if isinstance(raw, dict) and raw.get("mode") == "digest" and "digest_schedule" in raw:
         schedule = a.get("digest_schedule")
@@ -702,7 +702,12 @@ def field_reference() -> str:
     ):
         out.append(title)
         for spec in specs:
-            default = "" if spec.default is UNSET else f" [default: {spec.default}]"
+            shown = spec.default
+            if isinstance(shown, bool):
+                shown = str(shown).lower()
+            elif isinstance(shown, (tuple, list)):
+                shown = "[" + ", ".join(map(str, shown)) + "]"
+            default = "" if spec.default is UNSET else f" [default: {shown}]"
             if spec.required:
                 default = " [required]"
             if spec.name == "user_agent" and spec.default is not UNSET:

@@ -89,7 +89,7 @@ async def _check(config: Config, targets: list[Target], *, confirm: bool, fmt: s
 
     store = Store.open(config)
     store.sync_targets(config.targets)
-    rules = load_rules()
+    rules = load_rules(strict=False)
     progress = _Progress(len(targets), fmt)
     try:
         async with Fetcher(config.defaults) as fetcher:

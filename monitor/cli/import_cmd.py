@@ -113,7 +113,7 @@ def _context(config: Config, target: Target, *, alert: bool) -> Iterator[ImportC
 
     with Store.open(config) as store, _Progress() as progress:
         store.sync_targets(config.targets)
-        yield ImportContext(config, store, target, rules=load_rules(), alert=alert, progress=progress)
+        yield ImportContext(config, store, target, rules=load_rules(strict=False), alert=alert, progress=progress)
 
 
 def _finish(config: Config, summary: ImportSummary, *, alert: bool) -> int:
