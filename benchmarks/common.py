@@ -131,14 +131,22 @@ def tree_cpu_seconds() -> float:
 
 
 def tree_rss_bytes(pid: int | None = None) -> int:
-    """Resident memory of a process and its descendants (unique set size where available)."""
+    """Memory of a process and its descendants: the sum of their proportional set sizes
+    (PSS: shared pages split between the processes sharing them), so Chromium's many
+    processes are not counted several times over; RSS where PSS cannot be read."""
     import psutil
 
     root = psutil.Process(pid or os.getpid())
     total = 0
     for proc in [root, *root.children(recursive=True)]:
         try:
-            total += proc.memory_info().rss
+            info = proc.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except psutil.AccessDenied:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
         except psutil.Error:
             continue
     return total

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .diff import DiffResult, Signal, compare, summary_line
+from .diff import DiffResult, compare, summary_line
 from .errors import FetchError
 from .extract import sha256_text
 from .fetch import Capture, Fetcher, capture_target
@@ -95,12 +95,17 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
     row = store.target_row(target.id) or {}
     latest = store.latest_version(target.id)
     capture = await capture_target(
-        ctx.fetcher, target, engine_choice=row.get("engine_choice"), previous_length=latest.text_bytes if latest else None
+        ctx.fetcher, target, engine_choice=row.get("engine_choice"), previous_length=latest.text_bytes if latest else None,
+        known=store.known_extraction(target.id),
     )
     if capture.engine_choice and capture.engine_choice != row.get("engine_choice"):
         store.update_target(target.id, engine_choice=capture.engine_choice)
     if not capture.ok:
         return _failed(ctx, target, capture)
+    if capture.same_as is not None:  # the very bytes of the last fetch: the text is unchanged
+        store.record_fetch(replace(capture.record, text_sha256=capture.same_as), "unchanged")
+        state = _update_failure_state(ctx, target, failed=False)
+        return TargetResult(target.id, "unchanged", state_change=state, engine=capture.record.engine)
     assert capture.document is not None
     text_sha = sha256_text(capture.document.to_markdown())
     if latest is not None and latest.text_sha256 == text_sha:
@@ -126,7 +131,7 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
         log.info("first version %s", version.ref)
         return TargetResult(target.id, "first-version", version=version, state_change=state, engine=record.engine)
     if version.reverted_to is not None:
-        result.signals.append(Signal("reverted", f"reverted to version {version.reverted_to}", version=version.reverted_to))
+        result.mark_reverted(version.reverted_to)
     change_id = record_change(ctx.config, store, target, latest, version, result)
     return TargetResult(
         target.id, "new-version", version=version, change_id=change_id, summary=summary_line(result),

@@ -109,6 +109,12 @@ class DiffResult:
     def counts(self) -> Counter[str]:
         return Counter(c.kind for c in self.changes if not c.cosmetic)
 
+    def mark_reverted(self, version: int) -> None:
+        """The new text is an earlier version's (A/B flapping, an undone edit): say so instead
+        of calling it a silent update."""
+        self.signals = [s for s in self.signals if s.kind != "silent-update"]
+        self.signals.append(Signal("reverted", f"reverted to version {version}", version=version))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "substantive": self.substantive,

@@ -30,6 +30,9 @@ import yaml
 from .errors import FetchError, InputError
 
 CLAUSE_KINDS = ("heading", "paragraph", "list-item", "table-row")
+# Part of the key that lets a check skip extraction when a page's bytes did not change (see
+# fetch.extraction_key). Bump it whenever a change here alters the text a page gives.
+EXTRACTOR_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- data files

@@ -76,6 +76,7 @@ class Capture:
     raws: list[RawPart] = field(default_factory=list)
     error: FetchError | None = None
     engine_choice: str | None = None  # what `auto` settled on, to remember
+    same_as: str | None = None  # text sha256, when the bytes equal the last fetch's (not extracted)
 
     @property
     def ok(self) -> bool:
@@ -140,7 +141,9 @@ def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
 
 
 class HostGate:
-    """At most N requests at once per host, and a minimum pause between two starts."""
+    """At most N requests at once per host, and a minimum pause between hits on a host: the
+    next request starts at least `delay` after the previous one started and after the last
+    one finished (so the pause holds at the server, whatever the client's own latency)."""
 
     def __init__(self, per_host: int, delay: float):
         self.per_host = per_host
@@ -162,14 +165,20 @@ class HostGate:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._next_start[host] = time.monotonic() + self.delay
-        return _GateSlot(sem)
+        return _GateSlot(self, host, sem)
+
+    def finished(self, host: str) -> None:
+        self._next_start[host] = max(self._next_start.get(host, 0.0), time.monotonic() + self.delay)
 
 
 class _GateSlot:
-    def __init__(self, sem: asyncio.Semaphore):
+    def __init__(self, gate: HostGate, host: str, sem: asyncio.Semaphore):
+        self.gate = gate
+        self.host = host
         self.sem = sem
 
     def release(self) -> None:
+        self.gate.finished(self.host)
         self.sem.release()
 
 
@@ -499,15 +508,35 @@ class Fetcher:
             await self._sleep(wait)
 
 
+def extraction_key(target: Target, pages: list[Page]) -> str:
+    """What the extracted text depends on: the bytes of each page, the target's select and
+    remove, and the extractor's version. Equal keys give equal text, so an unchanged static
+    page costs a hash instead of a parse (most checks of most pages)."""
+    import hashlib
+
+    from . import __version__
+    from .extract import EXTRACTOR_VERSION
+
+    digest = hashlib.sha256(f"{__version__}|{EXTRACTOR_VERSION}|{target.select}|{target.remove}".encode())
+    for page in pages:
+        digest.update(f"|{page.final_url}|{page.content_type}|".encode())
+        digest.update(hashlib.sha256(page.body).digest())
+    return digest.hexdigest()
+
+
 async def capture_target(
     fetcher: Fetcher,
     target: Target,
     *,
     engine_choice: str | None = None,
     previous_length: int | None = None,
+    known: tuple[str, str] | None = None,
 ) -> Capture:
     """Fetch every page of a target and extract one document, never raising FetchError:
-    failures come back on the Capture, classified, with a fetch record for the store."""
+    failures come back on the Capture, classified, with a fetch record for the store.
+
+    `known` is (extraction key, text sha256) of the last fetch: when the new bytes give the
+    same key, extraction is skipped and the Capture says so (`same_as`)."""
     started = utcnow()
     chosen = target.engine
     if chosen == "auto" and engine_choice in ("http", "browser"):
@@ -515,15 +544,16 @@ async def capture_target(
     pages: list[Page] = []
     engine_used = chosen if chosen != "auto" else "http"
     try:
-        document, pages, engine_used = await _fetch_and_extract(fetcher, target, chosen, previous_length)
+        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known)
     except FetchError as exc:
         record = _record(target, started, pages, engine_used, fetcher, error=exc)
         return Capture(target.id, record, error=exc, engine_choice=None)
     raws = [RawPart(p.final_url, p.body, p.ext, p.content_type) for p in pages]
     record = _record(target, started, pages, engine_used, fetcher)
-    record = replace(record, raw_sha256=raws[0].sha256 if len(raws) == 1 else _combined_sha(raws))
+    record = replace(record, raw_sha256=raws[0].sha256 if len(raws) == 1 else _combined_sha(raws), extract_key=key)
     choice = engine_used if target.engine == "auto" else None
-    return Capture(target.id, record, document=document, raws=raws, engine_choice=choice)
+    same_as = known[1] if document is None and known else None
+    return Capture(target.id, record, document=document, raws=raws, engine_choice=choice, same_as=same_as)
 
 
 def _combined_sha(raws: list[RawPart]) -> str:
@@ -533,22 +563,27 @@ def _combined_sha(raws: list[RawPart]) -> str:
 
 
 async def _fetch_and_extract(
-    fetcher: Fetcher, target: Target, chosen: str, previous_length: int | None
-) -> tuple[Document, list[Page], str]:
+    fetcher: Fetcher, target: Target, chosen: str, previous_length: int | None, known: tuple[str, str] | None
+) -> tuple[Document | None, list[Page], str, str]:
+    """(document, pages, engine used, extraction key); the document is None when the key
+    equals the known one (same bytes as last time: nothing to extract)."""
     if chosen != "auto":
         pages = [await fetcher.get(url, target, chosen) for url in target.urls]
-        return _extract_checked(target, pages, previous_length), pages, chosen
+        key = extraction_key(target, pages)
+        if known and known[0] == key:
+            return None, pages, chosen, key
+        return _extract_checked(target, pages, previous_length), pages, chosen, key
     # auto: plain HTTP first; the browser when the page needs it.
     try:
         pages = [await fetcher.get(url, target, "http") for url in target.urls]
         document = _extract_checked(target, pages, previous_length)
         if not _needs_browser(pages, document):
-            return document, pages, "http"
+            return document, pages, "http", extraction_key(target, pages)
     except FetchError as exc:
         if exc.kind not in ("bot-wall", "http-403", "http-401", "selector-missing", "too-short", "empty", "http-error"):
             raise
     pages = [await fetcher.get(url, target, "browser") for url in target.urls]
-    return _extract_checked(target, pages, previous_length), pages, "browser"
+    return _extract_checked(target, pages, previous_length), pages, "browser", extraction_key(target, pages)
 
 
 def _needs_browser(pages: list[Page], document: Document) -> bool:

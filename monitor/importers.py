@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from .diff import DiffResult, Signal, compare, summary_line
+from .diff import DiffResult, compare, summary_line
 from .errors import FetchError, InputError
 from .extract import Document, extract_bytes, sha256_text, sniff_format
 from .fetch import HTML_TYPES, MAX_BYTES, MAX_RETRY_AFTER, TEXT_TYPES, TOO_SHORT_RATIO, retry_after
@@ -203,7 +203,7 @@ def _record(ctx: ImportContext, history: list[Version], old: Version, new: Versi
     result = compare(ctx.document(old), ctx.document(new), rules=ctx.rules)
     earlier = reverted_to(history, old, new)
     if earlier is not None:
-        result.signals.append(Signal("reverted", f"reverted to version {earlier.seq}", version=earlier.seq))
+        result.mark_reverted(earlier.seq)
     record_change(ctx.config, ctx.store, ctx.target, old, new, result, alert=ctx.alert)
     return result
 

@@ -137,6 +137,7 @@ class FetchRecord:
     error_message: str | None = None
     raw_sha256: str | None = None
     text_sha256: str | None = None
+    extract_key: str | None = None  # raw bytes + extraction settings; equal keys give equal text
 
     @property
     def duration_ms(self) -> int:
@@ -244,7 +245,7 @@ class Store:
                     "requested_url": str, "final_url": str, "status": int, "content_type": str, "etag": str,
                     "last_modified": str, "engine": str, "browser_version": str, "attempts": int,
                     "outcome": str, "error_kind": str, "error_message": str, "raw_sha256": str,
-                    "text_sha256": str, "version_id": int,
+                    "text_sha256": str, "version_id": int, "extract_key": str,
                 },
                 pk="id",
                 foreign_keys=[("target_id", "targets", "id")],
@@ -378,6 +379,7 @@ class Store:
             "attempts": fetch.attempts, "outcome": outcome, "error_kind": fetch.error_kind,
             "error_message": (fetch.error_message or None) and fetch.error_message[:300],
             "raw_sha256": fetch.raw_sha256, "text_sha256": fetch.text_sha256, "version_id": version_id,
+            "extract_key": fetch.extract_key,
         }
         fetch_id = self.db["fetches"].insert(row).last_pk
         if not live:
@@ -395,6 +397,21 @@ class Store:
             update["last_change_at"] = fetch.finished_at
         self.db["targets"].update(fetch.target_id, update)
         return int(fetch_id)
+
+    def known_extraction(self, target_id: str) -> tuple[str, str] | None:
+        """(extract_key, text sha256) of the last successful live fetch, if its text is still
+        the latest version's: a fetch with the same key can skip extraction."""
+        latest = self.latest_version(target_id)
+        if latest is None:
+            return None
+        rows = list(self.db.query(
+            "select extract_key, text_sha256 from fetches where target_id = ? and outcome in ('new-version', 'unchanged') "
+            "and extract_key is not null order by started_at desc, id desc limit 1",
+            [target_id],
+        ))
+        if not rows or rows[0]["text_sha256"] != latest.text_sha256:
+            return None
+        return rows[0]["extract_key"], rows[0]["text_sha256"]
 
     def last_fetch(self, target_id: str) -> dict[str, Any] | None:
         """The latest live fetch (archive fetches made by imports are not checks of the page)."""

@@ -193,3 +193,33 @@ def test_commands_work_before_any_check(tmp_path: Path, site: Site, command: str
     result = run_cli("--config", str(config), command)
     assert result.code == 0, result.out + result.err
     assert "Traceback" not in result.err
+
+
+def test_identical_bytes_skip_extraction_but_new_settings_do_not(tmp_path: Path, site: Site) -> None:
+    html = page(*POLICY, extra='<aside id="promo"><p>Try Premium free for a month.</p></aside>')
+    url = site.set("/privacy", html)
+    config = write_config(tmp_path, [{"id": "t", "service": "S", "document": "terms", "url": url}])
+    assert run_cli("--config", str(config), "check").code == 0
+    assert run_cli("--config", str(config), "check").code == 0
+    with open_store(config) as store:
+        rows = list(store.db.query("select outcome, extract_key, text_sha256 from fetches order by id"))
+        known = store.known_extraction("t")
+    assert [r["outcome"] for r in rows] == ["new-version", "unchanged"]
+    assert rows[0]["extract_key"] == rows[1]["extract_key"] and known == (rows[0]["extract_key"], rows[0]["text_sha256"])
+    # same bytes, but the target now removes a part: the key changes, the page is extracted again
+    write_config(tmp_path, [{"id": "t", "service": "S", "document": "terms", "url": url, "remove": ["#promo"]}])
+    result = run_cli("--config", str(config), "check")
+    assert "new version t@2: 1 removed" in result.out, result.out
+
+
+def test_a_revert_is_reported_as_such(tmp_path: Path, site: Site) -> None:
+    config = one_target(tmp_path, site)
+    run_cli("--config", str(config), "check")
+    site.set("/privacy", page(*POLICY, AI_CLAUSE))
+    run_cli("--config", str(config), "check")
+    site.set("/privacy", page(*POLICY))
+    result = run_cli("--config", str(config), "check")
+    assert "new version example-privacy@3" in result.out
+    with open_store(config) as store:
+        last = next(store.db.query("select signals from changes order by id desc limit 1"))
+    assert json.loads(last["signals"]) == [{"kind": "reverted", "message": "reverted to version 1", "version": 1}]

@@ -285,3 +285,28 @@ def test_browser_is_recycled_after_n_fetches(site: Site) -> None:
             return fetcher.browser.launches
 
     assert asyncio.run(go()) == 3
+
+
+def test_politeness_per_host(site: Site) -> None:
+    import time
+
+    urls = [site.set(f"/p{i}", page(*POLICY)) for i in range(4)]
+    starts: list[float] = []
+
+    def stamp() -> str:
+        starts.append(time.monotonic())
+        return page(*POLICY)
+
+    for i in range(4):
+        site.set(f"/p{i}", stamp)
+
+    async def go() -> None:
+        async with Fetcher(defaults(host_concurrency=1, host_delay=0.4), sleep=no_sleep) as fetcher:
+            await capture_target(fetcher, target(site.set("/warm", page(*POLICY)), engine="http"))  # first-use costs
+            await asyncio.sleep(0.5)
+            starts.clear()
+            await asyncio.gather(*(capture_target(fetcher, target(u, engine="http")) for u in urls))
+
+    asyncio.run(go())
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(starts) == 4 and min(gaps) >= 0.4 * 0.9, gaps  # 10% for timer and scheduling slack

@@ -94,6 +94,14 @@ def echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
+def table_console() -> Any:
+    """A rich console for tables: the terminal's width on a terminal; wide enough never to
+    cut a column when piped (scripts and logs read whole values)."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+
+
 def use_color(stream: Any = None) -> bool:
     stream = stream or sys.stdout
     if os.environ.get("NO_COLOR"):

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .base import State, cli, config_option, pass_state
+from .base import State, cli, config_option, pass_state, table_console
 
 
 @cli.command()
@@ -69,7 +69,6 @@ def status(state: State, fmt: str) -> int:
         click.echo(f"daemon: not running (last heartbeat {daemon['heartbeat']})")
     else:
         click.echo("daemon: not running")
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -83,7 +82,7 @@ def status(state: State, fmt: str) -> int:
             r.id, r.state, _short(r.last_check), result, _short(r.last_change), _short(r.next_due),
             str(r.consecutive_failures), str(r.versions),
         )
-    Console(soft_wrap=True).print(table)
+    table_console().print(table)
     return 0
 
 

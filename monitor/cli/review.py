@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .base import State, cli, config_option, output_option, pass_state, use_color
+from .base import State, cli, config_option, output_option, pass_state, table_console, use_color
 
 
 @cli.command()
@@ -111,7 +111,6 @@ def history(state: State, target_id: str, fmt: str) -> int:
     if not rows:
         click.echo(f"{target_id}: no versions yet; run `monitor check {target_id}`")
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -126,7 +125,7 @@ def history(state: State, target_id: str, fmt: str) -> int:
             str(r["seq"]), r["observed_at"][:16].replace("T", " "), r["effective_date"] or "-", str(r["text_bytes"]),
             r["text_sha256"][:12], r["provenance"], changed, flags, "-" if r["change_id"] is None else f"#{r['change_id']}",
         )
-    Console(soft_wrap=True).print(table)
+    table_console().print(table)
     return 0
 
 
