@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "ota"
 sys.path.insert(0, str(ROOT))
+
+# The local web server of the demo (backlog large enough for bursts of concurrent fetches).
+from monitor.demo import LocalServer as PageServer  # noqa: E402
 
 
 @dataclass
@@ -58,43 +59,16 @@ def save_results(figures: list[Figure], path: Path | None = None) -> Path:
     return path
 
 
-class PageServer:
-    """A threaded local web server for benchmark pages (backlog large enough for bursts)."""
+def best_of(runs: int, func: Any) -> float:
+    """The fastest of several runs, in seconds: the least disturbed by other load."""
+    import time
 
-    def __init__(self, pages: dict[str, bytes]):
-        self.pages = pages
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                body = server.pages.get(self.path.split("?")[0])
-                status = 200 if body is not None else 404
-                body = body if body is not None else b"not found"
-                self.send_response(status)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 512
-            daemon_threads = True
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def corpus_markdown_files() -> list[Path]:

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import CORPUS, Figure, corpus_markdown_files, print_table
+from common import CORPUS, Figure, best_of, corpus_markdown_files, print_table
 
 NAME = "diff-flags"
 PAIR = ("LinkedIn/Privacy Policy/2024-08-01T18-10-11Z.md", "LinkedIn/Privacy Policy/2024-09-19T06-10-13Z.md")
@@ -66,15 +66,6 @@ def corpus_table(say=print) -> list[Figure]:
         Figure(NAME, "corpus pairs with flags", flagged, "pairs"),
         Figure(NAME, "mean time per corpus pair", total_ms / pairs, "ms"),
     ]
-
-
-def best_of(runs: int, func) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def speed(runs: int = 7) -> list[Figure]:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Figure, corpus_markdown_files, print_table
+from common import Figure, best_of, corpus_markdown_files, print_table
 
 NAME = "report"
 
@@ -75,15 +75,6 @@ def build_store(directory: Path, count: int):
             })
         store.db["changes"].insert_all(rows, batch_size=500)
     return store
-
-
-def best_of(runs: int, func) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run(count: int = 10000) -> list[Figure]:

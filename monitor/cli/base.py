@@ -11,7 +11,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -92,6 +92,22 @@ def pass_state(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
+
+
+def write_output(chunks: str | Iterable[str], output: str | None, *, note: str = "") -> None:
+    """Command output to --output FILE or standard output, written piece by piece (a report
+    can be hundreds of megabytes); `note` is added to the "wrote FILE" line on stderr."""
+    if isinstance(chunks, str):
+        chunks = [chunks]
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.writelines(chunks)
+        echo_err(f"wrote {output}{note}")
+        return
+    stream = sys.stdout
+    for chunk in chunks:
+        stream.write(chunk)
+    stream.flush()
 
 
 def table_console() -> Any:

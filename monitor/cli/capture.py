@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ from ..errors import ConfigError, Problem
 from .base import State, cli, config_option, echo_err, pass_state
 
 if TYPE_CHECKING:
+    from ..alerts import DeliveryReport
     from ..check import PassSummary, TargetResult
     from ..targets import Config, Target
 
@@ -59,26 +59,30 @@ def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm
     if not targets:
         echo_err(f"{config.path}: no enabled targets; enable one or name it: monitor check TARGET_ID")
         return 0
+    import asyncio
+
     summary = asyncio.run(_check(config, targets, confirm=not no_confirm, fmt=fmt))
-    delivered = None
+    delivery = None
     if not no_alerts and config.alerts.enabled:
-        delivered = _deliver(config)
+        delivery = _deliver(config)
     if fmt == "json":
-        click.echo(json.dumps({"summary": dict(summary.counts), "alerts_sent": delivered}))
+        alerts = {"sent": delivery.sent, "failed": delivery.failed, "pending": delivery.pending} if delivery else None
+        click.echo(json.dumps({"summary": dict(summary.counts), "alerts": alerts}))
     else:
         click.echo(summary.text())
-        if delivered:
-            click.echo(f"alerts: {delivered} sent")
+        if delivery and delivery.sent:
+            click.echo(f"alerts: {delivery.sent} sent")
+        if delivery and delivery.failed:
+            echo_err(f"alerts: {delivery.failed} not delivered yet (they stay queued); see `monitor alerts list`")
     return 1 if summary.all_failed else 0
 
 
-def _deliver(config: Config) -> int:
+def _deliver(config: Config) -> DeliveryReport:
     from ..alerts import deliver_pending
     from ..store import Store
 
     with Store.open(config) as store:
-        report = deliver_pending(store, config)
-    return report.sent
+        return deliver_pending(store, config)
 
 
 async def _check(config: Config, targets: list[Target], *, confirm: bool, fmt: str) -> PassSummary:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .base import State, cli, config_option, output_option, pass_state, use_color
+from .base import State, cli, config_option, output_option, pass_state, use_color, write_output
 
 if TYPE_CHECKING:
     from ..extract import Document
@@ -81,9 +81,5 @@ def diff(state: State, old: str, new: str, fmt: str, cosmetic: bool, side_by_sid
         text = render_diff_markdown(result, title=f"{old} → {new}")
     else:
         text = render_diff_text(result, color=output is None and use_color(), title=f"{old} → {new}", show_cosmetic=cosmetic)
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
+    write_output(text, output)
     return 0

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from pathlib import Path
 
 import click
 
-from .base import State, cli, config_option, output_option, pass_state, table_console, use_color
+from .base import State, cli, config_option, output_option, pass_state, table_console, use_color, write_output
 
 
 @cli.command()
@@ -63,24 +62,10 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
             chunks = [render_report_markdown([change_entry(r) for r in rows])]
         else:
             chunks = [render_report_text([change_entry(r) for r in rows], color=output is None and use_color())]
-        write_chunks(chunks, output)
+        write_output(chunks, output, note=f" ({len(rows)} changes)")
         if mark_reviewed:
             do_mark(store, rows)
-    if output:
-        click.echo(f"wrote {output} ({len(rows)} changes)", err=True)
     return 0
-
-
-def write_chunks(chunks: Iterable[str], output: str | None) -> None:
-    """Write output piece by piece (a report can be hundreds of megabytes)."""
-    if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.writelines(chunks)
-    else:
-        stream = click.get_text_stream("stdout")
-        for chunk in chunks:
-            stream.write(chunk)
-        stream.flush()
 
 
 @cli.command()
@@ -165,9 +150,5 @@ def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | N
         text = render_diff_text(entry, color=output is None and use_color(), title=title, show_cosmetic=cosmetic)
         if entry.get("url"):
             text += f"  {entry['url']}\n"
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
+    write_output(text, output)
     return 0
