@@ -119,10 +119,18 @@ def _run(cmd: list[str], say: Callable[[str], None], timeout: int) -> bool:
         say(f"browser: {cmd[0]} failed: {exc}")
         return False
     if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
-        say(f"browser: {' '.join(cmd[:3])} exited {result.returncode}: {tail[0][:200]}")
+        say(f"browser: {' '.join(cmd[:3])} exited {result.returncode}: {_reason(result.stderr or result.stdout)}")
         return False
     return True
+
+
+def _reason(output: str) -> str:
+    """The line of a tool's output that says why it failed (its first error line)."""
+    lines = [line.strip() for line in output.splitlines() if len(line.strip()) > 3]
+    for line in lines:
+        if "error" in line.lower() or "failed" in line.lower():
+            return line[:200]
+    return lines[-1][:200] if lines else "no output"
 
 
 def _is_debian_like() -> bool:

@@ -586,19 +586,11 @@ def _extract_capture(ctx: ImportContext, row: CdxRow, answer: Fetched) -> tuple[
     document = extract_bytes(answer.body, fmt, source=url, base_url=row.original, select=target.select, remove=target.remove)
     if document.text_length == 0:
         raise FetchError("empty", f"{url}: no text found in the capture", url=url)
-    before = _version_before(ctx.store, target.id, row.observed_at)
+    before = ctx.store.version_before(target.id, row.observed_at)
     length = len(document.to_markdown().encode("utf-8"))
     if before is not None and length < TOO_SHORT_RATIO * before.text_bytes:
         raise FetchError("too-short", f"{url}: {length} characters against {before.text_bytes} before it; not a version", url=url)
     return fmt, document
-
-
-def _version_before(store: Store, target_id: str, observed_at: str) -> Version | None:
-    rows = list(store.db.query(
-        "select * from versions where target_id = ? and observed_at <= ? order by observed_at desc, seq desc limit 1",
-        [target_id, observed_at],
-    ))
-    return Version.from_row(rows[0]) if rows else None
 
 
 # ----------------------------------------------------------------------------- Open Terms Archive

@@ -449,12 +449,6 @@ class Store:
         rows = self.db.query("select * from versions where target_id = ? order by observed_at, seq", [target_id])
         return [Version.from_row(r) for r in rows]
 
-    def version_by_id(self, version_id: int) -> Version:
-        rows = list(self.db.query("select * from versions where id = ?", [version_id]))
-        if not rows:
-            raise InputError(f"no version with id {version_id}")
-        return Version.from_row(rows[0])
-
     def version(self, target_id: str, seq: int) -> Version:
         rows = list(self.db.query("select * from versions where target_id = ? and seq = ?", [target_id, seq]))
         if not rows:
@@ -534,7 +528,7 @@ class Store:
         text = document.to_markdown()
         text_bytes = text.encode("utf-8")
         text_sha = sha256_bytes(text_bytes)
-        before = self._version_before(target_id, observed_at)
+        before = self.version_before(target_id, observed_at)
         if before is not None and before.text_sha256 == text_sha:
             if fetch:
                 self.record_fetch(fetch, "unchanged", live=live)
@@ -543,7 +537,7 @@ class Store:
         text_name = f"{text_sha}.md"
         _atomic_write(self._path(target_id, text_name), text_bytes)
         with self.write():
-            before = self._version_before(target_id, observed_at)  # again: another process may have written
+            before = self.version_before(target_id, observed_at)  # again: another process may have written
             if before is not None and before.text_sha256 == text_sha:
                 if fetch:
                     self._record_fetch(fetch, "unchanged", live=live)
@@ -572,23 +566,13 @@ class Store:
             row["id"] = version_id
             return Version.from_row(row)
 
-    def _version_before(self, target_id: str, observed_at: str) -> Version | None:
+    def version_before(self, target_id: str, observed_at: str) -> Version | None:
+        """The version observed last at or before this time (the one a new capture follows)."""
         rows = list(self.db.query(
             "select * from versions where target_id = ? and observed_at <= ? order by observed_at desc, seq desc limit 1",
             [target_id, observed_at],
         ))
         return Version.from_row(rows[0]) if rows else None
-
-    def neighbours(self, version: Version) -> tuple[Version | None, Version | None]:
-        """The versions just before and just after this one in time."""
-        history = self.versions(version.target_id)
-        ids = [v.id for v in history]
-        index = ids.index(version.id)
-        before = history[index - 1] if index > 0 else None
-        after = history[index + 1] if index + 1 < len(history) else None
-        return before, after
-
-    # ------------------------------------------------------------------ changes
 
     def add_change(
         self,

@@ -54,7 +54,7 @@ def test_versions_are_content_addressed_and_never_stored_twice(store: Store, tmp
     outcomes = [r["outcome"] for r in store.db.query("select outcome from fetches order by id")]
     assert outcomes == ["new-version", "unchanged", "unchanged"]
     raw_path = tmp_path / "snapshots" / v1.raws[0]["path"]
-    assert gzip.decompress(raw_path.read_bytes()) == b"<p>One.</p>"
+    assert gzip.decompress(raw_path.read_bytes()) == b"<p>One.</p>" == store.read_raw(v1.raws[0])
     assert store.read_text(v1) == "One.\n"
 
 
