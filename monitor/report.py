@@ -67,10 +67,6 @@ def query_changes(store: Store, query: ReportQuery, *, diff: bool = True, html: 
         "c.observed_at", "c.substantive", "c.n_changes", "c.n_flags", "c.categories", "c.max_severity", "c.signals",
         "c.summary", "c.reviewed_at", "c.html_version",
     ]
-    if diff:
-        columns.append("c.diff")
-    if html:
-        columns.append("c.html")
     where = ["c.superseded_by is null"]
     params: list[Any] = []
     if query.since:
@@ -99,7 +95,19 @@ def query_changes(store: Store, query: ReportQuery, *, diff: bool = True, html: 
     """  # noqa: S608 - only placeholders are interpolated
     if query.limit:
         sql += f" limit {int(query.limit)}"
-    return list(store.db.query(sql, params))
+    rows = list(store.db.query(sql, params))
+    # The large columns are read by primary key after the sort, so SQLite's sorter never
+    # carries hundreds of megabytes of diff text around.
+    wanted = [name for name, keep in (("diff", diff), ("html", html)) if keep]
+    if wanted and rows:
+        by_id = {row["id"]: row for row in rows}
+        ids = list(by_id)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for found in store.db.execute(f"select id, {', '.join(wanted)} from changes where id in ({marks})", chunk):  # noqa: S608
+                by_id[found[0]].update(zip(wanted, found[1:]))
+    return rows
 
 
 def select_changes(store: Store, query: ReportQuery) -> list[dict[str, Any]]:
