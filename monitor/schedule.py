@@ -228,6 +228,16 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
+        loop.set_exception_handler(self._on_loop_error)
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Errors no task awaited (inside libraries) become one event line, not a traceback.
+        While stopping they are expected: Ctrl-C in a terminal also reaches the browser and
+        its Playwright driver, which then close under our feet."""
+        if self._stop.is_set():
+            return
+        exc = context.get("exception")
+        self.log("internal-error", message=context.get("message"), error=f"{exc.__class__.__name__}: {exc}" if exc else None)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
