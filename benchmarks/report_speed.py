@@ -15,7 +15,6 @@ import argparse
 import json
 import random
 import tempfile
-import time
 from pathlib import Path
 
 from common import Figure, best_of, corpus_markdown_files, print_table

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .diff import DiffResult, compare, summary_line
-from .errors import FetchError
 from .extract import sha256_text
 from .fetch import Capture, Fetcher, capture_target
 from .store import FetchRecord, Store, Version, utcnow
@@ -269,4 +268,4 @@ async def run_pass(
     return summary
 
 
-__all__ = ["CheckContext", "FetchError", "PassSummary", "TargetResult", "check_target", "record_change", "run_pass"]
+__all__ = ["CheckContext", "PassSummary", "TargetResult", "check_target", "record_change", "run_pass"]

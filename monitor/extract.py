@@ -17,7 +17,7 @@ import functools
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -831,11 +831,6 @@ def mask_dates(text: str) -> str:
 def is_date_line(text: str) -> bool:
     """A revision or effective-date line ('Last updated: 3 May 2024')."""
     return bool(_DATE_CONTEXT.search(text)) and parse_date(text) is not None
-
-
-def iter_clause_texts(doc: Document) -> Iterator[str]:
-    for clause in doc.clauses:
-        yield clause.plain
 
 
 __all__ = [

@@ -471,6 +471,11 @@ class Fetcher:
             self._engines[name] = ENGINES[name](self)
         return self._engines[name]
 
+    def browser_version(self) -> str | None:
+        """The running Chromium's version, if the browser was used in this run."""
+        engine = self._engines.get("browser")
+        return engine.version if isinstance(engine, BrowserEngine) else None
+
     @property
     def browser(self) -> BrowserEngine:
         return self.engine("browser")  # type: ignore[return-value]
@@ -624,7 +629,7 @@ def _extract_checked(target: Target, pages: list[Page], previous_length: int | N
 
 def _record(target: Target, started: str, pages: list[Page], engine_used: str, fetcher: Fetcher, error: FetchError | None = None) -> FetchRecord:
     first = pages[0] if pages else None
-    browser_version = fetcher._engines["browser"].version if "browser" in fetcher._engines else None  # type: ignore[attr-defined]
+    browser_version = fetcher.browser_version()
     return FetchRecord(
         target_id=target.id,
         started_at=started,

@@ -21,11 +21,7 @@ COMMAND_MODULES = (
 
 def load_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
+        importlib.import_module(f"{__name__}.{name}")
 
 
 __all__ = ["cli", "main", "load_commands"]
