@@ -95,7 +95,7 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
     latest = store.latest_version(target.id)
     capture = await capture_target(
         ctx.fetcher, target, engine_choice=row.get("engine_choice"), previous_length=latest.text_bytes if latest else None,
-        known=store.known_extraction(target.id),
+        known=store.known_extraction(target.id, latest),
     )
     if capture.engine_choice and capture.engine_choice != row.get("engine_choice"):
         store.update_target(target.id, engine_choice=capture.engine_choice)

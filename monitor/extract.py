@@ -18,7 +18,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -193,10 +193,14 @@ class Document:
     effective_date: str | None = None
     effective_text: str | None = None  # the words the date was read from
     fmt: str = "html"
+    _markdown: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_markdown(self) -> str:
-        """The stored text: stable, so the same content always gives the same bytes."""
-        return "\n\n".join(c.markdown() for c in self.clauses) + "\n" if self.clauses else ""
+        """The stored text: stable, so the same content always gives the same bytes.
+        Rendered once (it is hashed, measured and stored); clauses are not edited after."""
+        if self._markdown is None:
+            self._markdown = "\n\n".join(c.markdown() for c in self.clauses) + "\n" if self.clauses else ""
+        return self._markdown
 
     @property
     def text_length(self) -> int:

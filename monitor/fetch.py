@@ -601,30 +601,39 @@ def _needs_browser(pages: list[Page], document: Document) -> bool:
 
 def _extract_checked(target: Target, pages: list[Page], previous_length: int | None) -> Document:
     """Extract and combine the pages; refuse empty or suspiciously short results."""
-    clauses = []
-    first: Document | None = None
-    for page in pages:
-        doc = extract_bytes(page.body, page.fmt, source=page.final_url, base_url=page.final_url, select=target.select, remove=target.remove)
-        first = first or doc
-        clauses.extend(doc.clauses)
-    assert first is not None
-    from .extract import find_effective_date
+    docs = [
+        extract_bytes(page.body, page.fmt, source=page.final_url, base_url=page.final_url, select=target.select, remove=target.remove)
+        for page in pages
+    ]
+    if len(docs) == 1:
+        document = docs[0]
+        document.source = target.url
+    else:
+        from .extract import find_effective_date
 
-    document = Document(clauses=clauses, source=target.url, title=first.title, fmt=first.fmt)
-    found = find_effective_date(c.plain for c in clauses)
-    if found:
-        document.effective_date, document.effective_text = found
-    length = len(document.to_markdown().encode("utf-8"))  # the measure stored as versions.text_bytes
+        clauses = [clause for doc in docs for clause in doc.clauses]
+        document = Document(clauses=clauses, source=target.url, title=docs[0].title, fmt=docs[0].fmt)
+        found = find_effective_date(c.plain for c in clauses)
+        if found:
+            document.effective_date, document.effective_text = found
+    refuse_unusable(document, previous_length, target.url, status=pages[-1].status)
+    return document
+
+
+def refuse_unusable(document: Document, previous_length: int | None, url: str, *, status: int | None = None) -> None:
+    """A capture with no text, or under 30% of the version before it (a half-loaded page, an
+    error page with a 200), is a failed fetch, never a new version. Lengths are bytes of the
+    stored text, the measure kept as versions.text_bytes."""
     if document.text_length == 0:
-        raise FetchError("empty", f"{target.url}: no text found on the page", url=target.url, status=pages[-1].status)
+        raise FetchError("empty", f"{url}: no text found on the page", url=url, status=status)
+    length = len(document.to_markdown().encode("utf-8"))
     if previous_length and length < TOO_SHORT_RATIO * previous_length:
         raise FetchError(
             "too-short",
-            f"{target.url}: {length} characters against {previous_length} last time (under {TOO_SHORT_RATIO:.0%}); not recorded as a version",
-            url=target.url,
-            status=pages[-1].status,
+            f"{url}: {length} characters against {previous_length} before it (under {TOO_SHORT_RATIO:.0%}); not recorded as a version",
+            url=url,
+            status=status,
         )
-    return document
 
 
 def _record(target: Target, started: str, pages: list[Page], engine_used: str, fetcher: Fetcher, error: FetchError | None = None) -> FetchRecord:

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from .diff import DiffResult, compare, summary_line
 from .errors import FetchError, InputError
 from .extract import Document, extract_bytes, sha256_text, sniff_format
-from .fetch import HTML_TYPES, MAX_BYTES, MAX_RETRY_AFTER, TEXT_TYPES, TOO_SHORT_RATIO, retry_after
+from .fetch import HTML_TYPES, MAX_BYTES, MAX_RETRY_AFTER, TEXT_TYPES, refuse_unusable, retry_after
 from .store import FetchRecord, RawPart, Store, Version, sha256_bytes, to_timestamp, utcnow
 
 if TYPE_CHECKING:
@@ -584,12 +584,8 @@ def _extract_capture(ctx: ImportContext, row: CdxRow, answer: Fetched) -> tuple[
             raise FetchError("non-html", str(exc), url=url) from None
     target = ctx.target
     document = extract_bytes(answer.body, fmt, source=url, base_url=row.original, select=target.select, remove=target.remove)
-    if document.text_length == 0:
-        raise FetchError("empty", f"{url}: no text found in the capture", url=url)
     before = ctx.store.version_before(target.id, row.observed_at)
-    length = len(document.to_markdown().encode("utf-8"))
-    if before is not None and length < TOO_SHORT_RATIO * before.text_bytes:
-        raise FetchError("too-short", f"{url}: {length} characters against {before.text_bytes} before it; not a version", url=url)
+    refuse_unusable(document, before.text_bytes if before else None, url)
     return fmt, document
 
 

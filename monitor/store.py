@@ -398,10 +398,10 @@ class Store:
         self.db["targets"].update(fetch.target_id, update)
         return int(fetch_id)
 
-    def known_extraction(self, target_id: str) -> tuple[str, str] | None:
+    def known_extraction(self, target_id: str, latest: Version | None) -> tuple[str, str] | None:
         """(extract_key, text sha256) of the last successful live fetch, if its text is still
-        the latest version's: a fetch with the same key can skip extraction."""
-        latest = self.latest_version(target_id)
+        the latest version's (`latest`, as the caller read it): a fetch with the same key can
+        skip extraction."""
         if latest is None:
             return None
         rows = list(self.db.query(

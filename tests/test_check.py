@@ -203,7 +203,7 @@ def test_identical_bytes_skip_extraction_but_new_settings_do_not(tmp_path: Path,
     assert run_cli("--config", str(config), "check").code == 0
     with open_store(config) as store:
         rows = list(store.db.query("select outcome, extract_key, text_sha256 from fetches order by id"))
-        known = store.known_extraction("t")
+        known = store.known_extraction("t", store.latest_version("t"))
     assert [r["outcome"] for r in rows] == ["new-version", "unchanged"]
     assert rows[0]["extract_key"] == rows[1]["extract_key"] and known == (rows[0]["extract_key"], rows[0]["text_sha256"])
     # same bytes, but the target now removes a part: the key changes, the page is extracted again

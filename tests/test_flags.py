@@ -234,8 +234,11 @@ def test_long_evidence_is_trimmed_at_a_word(rules: RuleSet) -> None:
     ids=["dashes", "train-repeated", "long-filler", "opt-out-repeated", "parentheses", "elisions"],
 )
 def test_pathological_input_completes(rules: RuleSet, text: str) -> None:
-    """No catastrophic backtracking in the Markdown clean-up or the rules (pytest-timeout guards)."""
-    rules.flag_change(text, text + " x")
+    """No catastrophic backtracking in the Markdown clean-up or the rules (pytest-timeout guards),
+    and the answer stays sane: short evidence, and both sides (nearly the same text) agree."""
+    flags = rules.flag_change(text, text + " x")
+    assert all(len(f.evidence) <= 201 for f in flags)
+    assert all(f.side == "both" for f in flags), flags
 
 
 def test_many_clauses_complete(rules: RuleSet) -> None:
