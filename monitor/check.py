@@ -102,15 +102,11 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
     if not capture.ok:
         return _failed(ctx, target, capture)
     if capture.same_as is not None:  # the very bytes of the last fetch: the text is unchanged
-        store.record_fetch(replace(capture.record, text_sha256=capture.same_as), "unchanged")
-        state = _update_failure_state(ctx, target, failed=False)
-        return TargetResult(target.id, "unchanged", state_change=state, engine=capture.record.engine)
+        return _unchanged(ctx, target, capture, capture.same_as)
     assert capture.document is not None
     text_sha = sha256_text(capture.document.to_markdown())
     if latest is not None and latest.text_sha256 == text_sha:
-        store.record_fetch(replace(capture.record, text_sha256=text_sha), "unchanged")
-        state = _update_failure_state(ctx, target, failed=False)
-        return TargetResult(target.id, "unchanged", state_change=state, engine=capture.record.engine)
+        return _unchanged(ctx, target, capture, text_sha)
 
     previous_doc = store.document(latest) if latest else None
     result = compare(previous_doc, capture.document, rules=ctx.rules) if previous_doc else None
@@ -136,6 +132,13 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
         target.id, "new-version", version=version, change_id=change_id, summary=summary_line(result),
         n_flags=len(result.flags), substantive=result.substantive, state_change=state, engine=record.engine,
     )
+
+
+def _unchanged(ctx: CheckContext, target: Target, capture: Capture, text_sha: str) -> TargetResult:
+    """One fetch row, nothing else."""
+    ctx.store.record_fetch(replace(capture.record, text_sha256=text_sha), "unchanged")
+    state = _update_failure_state(ctx, target, failed=False)
+    return TargetResult(target.id, "unchanged", state_change=state, engine=capture.record.engine)
 
 
 def record_change(config: Config, store: Store, target: Target, old: Version, new: Version, result: DiffResult, *, alert: bool = True, detected_at: str | None = None) -> int:
