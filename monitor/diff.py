@@ -52,6 +52,7 @@ class Change:
     reason: str | None = None  # why a change is cosmetic
     spans: list[Span] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
+    reworded: list[dict[str, str]] = field(default_factory=list)  # AI statements said again in other words
 
     @property
     def position(self) -> int:
@@ -68,6 +69,7 @@ class Change:
             "position": {"old": self.old_index, "new": self.new_index},
             "spans": [s.to_dict() for s in self.spans],
             "flags": [f.to_dict() for f in self.flags],
+            "reworded": list(self.reworded),
         }
 
 
@@ -298,13 +300,26 @@ def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag:
             from .flags import load_rules
 
             rules = load_rules(strict=False)
-        for change in changes:
-            if change.cosmetic or change.kind == "moved":
-                continue
-            change.flags = rules.flag_change(change.old, change.new, change.section or None)
+        flag_changes(rules, old, new, changes)
     result = DiffResult(old.source, new.source, old.effective_date, new.effective_date, changes)
     result.signals = date_signals(result)
     return result
+
+
+def flag_changes(rules: RuleSet, old: Document, new: Document, changes: Sequence[Change]) -> None:
+    """Attach to each change the AI statements it added, removed or altered (flags.compare):
+    cosmetic changes and moves are not read, and a statement that still stands elsewhere in
+    the other version raises nothing."""
+    from .flags.compare import compare_documents, sort_flags
+
+    read = [c for c in changes if not c.cosmetic and c.kind != "moved"]
+    result = compare_documents(rules, old, new, [(c.old, c.new, c.section or None) for c in read])
+    for flag, index in result.flags:
+        read[index].flags.append(flag)
+    for change in read:
+        change.flags = sort_flags(change.flags)
+    for rewording in result.reworded:
+        read[rewording.clause].reworded.append(rewording.to_dict())
 
 
 def _only_the_date_changed(o: Clause, n: Clause) -> bool:

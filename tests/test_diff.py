@@ -132,7 +132,10 @@ def test_diff_command_formats_and_contract(tmp_path: Path) -> None:
     assert set(change) >= {"kind", "cosmetic", "section", "old", "new", "spans", "flags"}
     assert all(c["kind"] in ("added", "removed", "modified", "moved") for c in data["changes"])
     flag_keys = {k for c in data["changes"] for f in c["flags"] for k in f}
-    assert flag_keys == {"category", "severity", "rule", "evidence", "side"}
+    assert flag_keys == {
+        "category", "severity", "rule", "evidence", "side",  # the original contract, kept
+        "change", "changes", "summary", "before", "after", "details",  # what happened to the AI statement
+    }
     code, text, _ = in_process("diff", str(old), str(new))
     assert code == 0 and text.index("⚑ ai-training") < text.index("~ modified in “Privacy Policy > Introduction”")
     assert "{+may use your personal data to improve" in text

@@ -119,7 +119,9 @@ def test_flag_shape_and_order(rules: RuleSet) -> None:
     )
     assert flags, "expected flags"
     assert all(isinstance(f, Flag) and f.side == "new" for f in flags)
-    assert list(flags[0].to_dict()) == ["category", "severity", "rule", "evidence", "side"]
+    assert list(flags[0].to_dict())[:5] == ["category", "severity", "rule", "evidence", "side"]
+    assert {"change", "changes", "summary", "before", "after", "details"} <= set(flags[0].to_dict())
+    assert all(f.change == "added" and f.summary.startswith("Now says it") for f in flags)
     keys = [(-SEVERITIES.index(f.severity), f.category, f.rule) for f in flags]
     assert keys == sorted(keys)
     assert len({(f.category, f.rule) for f in flags}) == len(flags)
@@ -129,8 +131,13 @@ def test_sides(rules: RuleSet) -> None:
     clause = "We may use your content to train our AI models."
     assert {f.side for f in rules.flag_change(clause, None)} == {"old"}
     assert {f.side for f in rules.flag_change(None, clause)} == {"new"}
-    both = [f for f in rules.flag_change(clause, clause + " You can opt out.") if f.category == "ai-training"]
-    assert [f.side for f in both] == ["both"]
+    # the AI sentence itself is unchanged: another sentence beside it raises nothing about training
+    assert not [f for f in rules.flag_change(clause, clause + " You can opt out.") if f.category == "ai-training"]
+    wider = "We will use your content and private messages to train our AI models."
+    [both] = [f for f in rules.flag_change(clause, wider) if f.category == "ai-training"]
+    assert (both.side, both.change) == ("both", "broadened")
+    assert both.before == "We may use your content to train our AI models" and both.after.startswith("We will use")
+    assert "data: + private messages" in both.details and "modality: may -> will" in both.details
     assert rules.flag_change(None, None) == [] and rules.flag_change("", "  ") == []
 
 
@@ -343,7 +350,7 @@ def test_shipped_rule_files_are_valid(rules: RuleSet) -> None:
 
 def test_readme_documents_every_matcher_kind_and_rule() -> None:
     """The rules README is the format's reference: it must keep up with the code and the files."""
-    readme = (Path(engine.__file__).with_name("rules") / "README.md").read_text(encoding="utf-8")
+    readme = (engine.RULES_DIR / "README.md").read_text(encoding="utf-8")
     for kind, cls in engine._MATCHERS.items():
         assert f"| `{kind}` |" in readme, kind
         for option in cls.options:

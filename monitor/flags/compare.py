@@ -1,0 +1,284 @@
+"""Flags are the difference between the AI statements of two versions.
+
+Only sentences that changed are read (a sentence whose words still stand anywhere in the other
+version says nothing new, whatever else changed in its clause). Their statements are paired
+per category, most alike first; a pair with equal facets is a rewording (no flag), any other
+pair says how the statement changed (negated, broadened, qualifier-added ...), and a statement
+left without a partner was added or removed, unless the same statement still stands elsewhere
+in the other version (a copy, or a sentence moved and reworded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
+from typing import TYPE_CHECKING, Any
+
+from .model import CHANGES, SEVERITIES, Flag
+from .statements import Statement, read_statements
+from .text import Text, sentence_key
+
+if TYPE_CHECKING:
+    from ..extract import Document
+    from .rules import RuleSet
+
+# Pairing: how alike two sentences' words must be to be "the same statement, edited".
+PAIR_SAME_CLAUSE = 0.25
+PAIR_ACROSS = 0.5
+PAIR_POLARITY = 0.45  # a flip of polarity is only believed between closely similar sentences
+
+
+@dataclass(frozen=True)
+class Rewording:
+    """A statement said again in other words: reported, never flagged."""
+
+    category: str
+    before: str
+    after: str
+    clause: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"category": self.category, "before": self.before, "after": self.after}
+
+
+@dataclass
+class StatementDiff:
+    flags: list[tuple[Flag, int]]  # (flag, index of the change it belongs to)
+    reworded: list[Rewording]
+
+
+def compare_clauses(rules: RuleSet, old: str | None, new: str | None, section: str | None = None) -> list[Flag]:
+    """Flags for one clause edit, with no document around it."""
+    olds = read_statements(rules, old, section)
+    news = read_statements(rules, new, section)
+    old_keys = {s.key for s in olds}
+    new_keys = {s.key for s in news}
+    olds = [s for s in olds if s.key not in new_keys]
+    news = [s for s in news if s.key not in old_keys]
+    result = diff_statements(olds, news)
+    return _sorted([flag for flag, _ in result.flags])
+
+
+def compare_documents(
+    rules: RuleSet, old: Document, new: Document, changes: Sequence[tuple[str | None, str | None, str | None]]
+) -> StatementDiff:
+    """Statement diff of two documents, given their changed clauses as (old, new, section)
+    (None for a side the change does not have). Flags name the index of their change."""
+    olds: list[Statement] = []
+    news: list[Statement] = []
+    for index, (old_text, new_text, section) in enumerate(changes):
+        olds.extend(replace(s, clause=index) for s in read_statements(rules, old_text, section))
+        news.extend(replace(s, clause=index) for s in read_statements(rules, new_text, section))
+    if not olds and not news:
+        return StatementDiff([], [])
+    new_keys, old_keys = _sentence_keys(new), _sentence_keys(old)
+    olds = [s for s in olds if s.key not in new_keys]
+    news = [s for s in news if s.key not in old_keys]
+    return diff_statements(
+        olds, news, old_standing=lambda: _document_statements(rules, old), new_standing=lambda: _document_statements(rules, new)
+    )
+
+
+def diff_statements(
+    olds: Sequence[Statement],
+    news: Sequence[Statement],
+    *,
+    old_standing: Callable[[], Sequence[Statement]] | None = None,
+    new_standing: Callable[[], Sequence[Statement]] | None = None,
+) -> StatementDiff:
+    """Pair old and new statements and say what happened to each."""
+    flags: list[tuple[Flag, int]] = []
+    reworded: list[Rewording] = []
+    pairs = _pair(olds, news)
+    paired_old = {id(o) for o, _ in pairs}
+    paired_new = {id(n) for _, n in pairs}
+    for o, n in pairs:
+        found = _what_changed(o, n)
+        if not found:
+            reworded.append(Rewording(n.category, o.sentence, n.sentence, n.clause))
+            continue
+        kinds = tuple(dict.fromkeys(k for k, _ in sorted(found, key=lambda f: CHANGES.index(f[0]))))
+        details = tuple(d for _, d in found if d)
+        flags.append((_flag(n, kinds, details, "both", before=o), n.clause))
+    gone = [o for o in olds if id(o) not in paired_old]
+    came = [n for n in news if id(n) not in paired_new]
+    if gone:
+        standing = {s.signature for s in new_standing()} if new_standing else set()
+        for o in gone:
+            if o.signature not in standing:
+                flags.append((_flag(o, ("removed",), (), "old", before=o, removed=True), o.clause))
+    if came:
+        standing = {s.signature for s in old_standing()} if old_standing else set()
+        for n in came:
+            if n.signature not in standing:
+                flags.append((_flag(n, ("added",), (), "new"), n.clause))
+    return StatementDiff(flags, reworded)
+
+
+# ------------------------------------------------------------------------------------ pairing
+
+
+def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[Statement, Statement]]:
+    """Best-first pairing within each category: same clause, same polarity and equal facets
+    weigh in besides how alike the two sentences' words are."""
+    scored = []
+    for i, o in enumerate(olds):
+        for j, n in enumerate(news):
+            if o.category != n.category:
+                continue
+            same_clause = o.clause == n.clause
+            same_polarity = o.polarity == n.polarity
+            sim = SequenceMatcher(None, o.words, n.words, autojunk=False).ratio()
+            if not same_polarity:
+                floor = PAIR_POLARITY
+            else:
+                floor = PAIR_SAME_CLAUSE if same_clause else PAIR_ACROSS
+            if o.signature == n.signature:
+                floor = min(floor, 0.3)
+            if sim < floor:
+                continue
+            score = sim + 0.3 * same_clause + 0.2 * same_polarity + 0.5 * (o.signature == n.signature)
+            scored.append((score, i, j))
+    scored.sort(key=lambda t: (-t[0], t[1], t[2]))
+    used_o: set[int] = set()
+    used_n: set[int] = set()
+    pairs = []
+    for _, i, j in scored:
+        if i in used_o or j in used_n:
+            continue
+        used_o.add(i)
+        used_n.add(j)
+        pairs.append((olds[i], news[j]))
+    return pairs
+
+
+def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
+    """(change, detail) for each way the statement changed; [] for a rewording."""
+    if o.polarity != n.polarity:
+        return [("negated" if n.polarity == "does-not" else "affirmed", f"{o.polarity} -> {n.polarity}")]
+    # A promise not to do something that now covers more is a narrower use, and the reverse.
+    sign = -1 if n.polarity == "does-not" else 1
+    found: list[tuple[str, str]] = []
+
+    def widened(more: bool, detail: str) -> None:
+        found.append(("broadened" if (1 if more else -1) * sign > 0 else "narrowed", detail))
+
+    for facet, label in ((lambda s: s.actors, "actor"), (lambda s: s.data, "data")):
+        for name in sorted(facet(n) - facet(o)):
+            widened(True, f"{label}: + {_h(name)}")
+        for name in sorted(facet(o) - facet(n)):
+            widened(False, f"{label}: - {_h(name)}")
+    for name in sorted(n.limits - o.limits):
+        widened(False, f"limit: + {_h(name)}")
+    for name in sorted(o.limits - n.limits):
+        widened(True, f"limit: - {_h(name)}")
+    if o.modality and n.modality and o.modality != n.modality:
+        widened(n.modality == "will", f"modality: {o.modality} -> {n.modality}")
+    for name in sorted(n.qualifiers - o.qualifiers):
+        found.append(("qualifier-added", f"qualifier: + {_h(name)}"))
+    for name in sorted(o.qualifiers - n.qualifiers):
+        found.append(("qualifier-removed", f"qualifier: - {_h(name)}"))
+    return found
+
+
+# ------------------------------------------------------------------------------------ flags
+
+
+def _flag(
+    st: Statement, changes: tuple[str, ...], details: tuple[str, ...], side: str, *, before: Statement | None = None,
+    removed: bool = False,
+) -> Flag:
+    return Flag(
+        category=st.category,
+        severity=st.severity,
+        rule=st.rule.id,
+        evidence=st.evidence,
+        side=side,
+        change=changes[0],
+        changes=changes,
+        details=details,
+        summary=summary(st, changes[0], details),
+        before=before.sentence if before is not None else None,
+        after=None if removed else st.sentence,
+    )
+
+
+def _sorted(flags: list[Flag]) -> list[Flag]:
+    return sorted(flags, key=lambda f: (-SEVERITIES.index(f.severity), f.category, f.rule))
+
+
+def sort_flags(flags: list[Flag]) -> list[Flag]:
+    """Most severe first, then by category and rule (the order reports show)."""
+    return _sorted(flags)
+
+
+def _human(names: frozenset[str], default: str) -> str:
+    items = sorted(n.replace("-", " ") for n in names)
+    if not items:
+        return default
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def claim(st: Statement) -> str:
+    """What the statement says, as a verb phrase after "it" ("may use public posts to train AI")."""
+    data = _human(st.data, "your data")
+    limits = f" ({_human(st.limits, '')})" if st.limits else ""
+    hedge = "may " if st.modality == "may" else ""
+    negative = st.polarity == "does-not"
+    if st.category == "ai-training":
+        return f"does not use {data}{limits} to train AI" if negative else f"{hedge}use{'' if hedge else 's'} {data}{limits} to train AI"
+    if st.category == "ai-third-party":
+        actors = _human(st.actors, "third parties")
+        verb = "does not share" if negative else f"{hedge}share{'' if hedge else 's'}"
+        return f"{verb} {data}{limits} with {actors} for their AI"
+    if st.category == "opt-out-scope":
+        conditions = f" ({_human(st.qualifiers, '')})" if st.qualifiers else ""
+        return "gives no way to opt out of AI use" + conditions if negative else "offers a choice over AI use" + conditions
+    if st.category == "sensitive-data":
+        return f"{'does not use' if negative else 'uses'} sensitive data ({data}) with AI or ads"
+    return "keeps data used for AI for a stated time"
+
+
+def summary(st: Statement, change: str, details: tuple[str, ...]) -> str:
+    """One plain-language line: "Now says it may use public posts to train AI (qualifier: + region)"."""
+    said = claim(st)
+    extra = f" ({'; '.join(details)})" if details else ""
+    if change == "added":
+        return f"Now says it {said}"
+    if change == "removed":
+        return f"No longer says it {said}"
+    if change == "negated":
+        return f"Now says the opposite: it {said}"
+    if change == "affirmed":
+        return f"Drops a promise not to: now says it {said}"
+    if change == "broadened":
+        return f"Widens what it says: it {said}{extra}"
+    if change == "narrowed":
+        return f"Narrows what it says: it {said}{extra}"
+    if change == "qualifier-added":
+        return f"Adds a condition: it {said}{extra}"
+    return f"Drops a condition: it {said}{extra}"
+
+
+# ------------------------------------------------------------------------------ whole documents
+
+
+def _sentence_keys(doc: Document) -> set[str]:
+    keys = set()
+    for clause in doc.clauses:
+        text = Text(clause.text)
+        keys.update(sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences)
+    return keys
+
+
+def _document_statements(rules: RuleSet, doc: Document) -> list[Statement]:
+    out: list[Statement] = []
+    for clause in doc.clauses:
+        out.extend(read_statements(rules, clause.text, clause.section_path or None))
+    return out
+
+
+def _h(name: str) -> str:
+    """A facet name as a reader says it ("private-messages" -> "private messages")."""
+    return name.replace("-", " ")

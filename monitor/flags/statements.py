@@ -1,0 +1,169 @@
+"""The AI statements a clause makes, one sentence at a time.
+
+A statement is what a flag is about: "we may use public posts to train our AI models, outside
+the EU" is an `ai-training` statement, polarity `does`, data {public}, modality `may`, qualifier
+{region}. The rules (monitor/rules/<lang>.yaml, `rules:`) find that a sentence makes a
+statement of a category; the facet vocabularies of the same files (`facets:`) read who acts
+(actor), on what (data, and the limits on it such as "de-identified"), how surely (modality)
+and under which conditions (qualifiers). `compare` then diffs the statements of two versions.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .matchers import Context, Matcher, Regex
+from .model import SEVERITIES
+from .rules import Rule, RuleSet
+from .text import Span, sentence_key, trim_evidence
+
+FACET_KINDS = ("actor", "data", "limit", "modality", "qualifier", "owner")
+"""The facet vocabularies a rule file may declare (see monitor/rules/README.md)."""
+
+SHARED_FACETS = "*"
+"""The pseudo-language of facets that apply whatever the text's language (named companies)."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One AI statement read from one sentence."""
+
+    category: str
+    polarity: str  # does | does-not
+    rule: Rule  # the most severe rule that read it (its id and severity go on the flag)
+    evidence: str
+    sentence: str  # the visible sentence, for a reader
+    key: str  # sentence_key of that sentence: equal keys are "the same sentence"
+    actors: frozenset[str] = frozenset()
+    data: frozenset[str] = frozenset()
+    limits: frozenset[str] = frozenset()
+    modality: str | None = None
+    qualifiers: frozenset[str] = frozenset()
+    clause: int = -1  # which changed clause it came from (set by compare)
+    rules: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def severity(self) -> str:
+        return self.rule.severity
+
+    @property
+    def signature(self) -> tuple[object, ...]:
+        """Two statements with equal signatures say the same thing, whatever their wording."""
+        return (self.category, self.polarity, self.actors, self.data, self.limits, self.modality, self.qualifiers)
+
+    @functools.cached_property
+    def words(self) -> list[str]:
+        return self.key.split()
+
+
+def read_statements(rules: RuleSet, markdown: str | None, section: str | None = None) -> list[Statement]:
+    """The statements of one clause, in sentence order."""
+    if not markdown or not markdown.strip():
+        return []
+    ctx = Context(markdown, section)
+    return statements_in(rules, ctx)
+
+
+def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
+    hits = rules.hits(ctx)
+    if not hits:
+        return []
+    text = ctx.text
+    groups: dict[tuple[int, str, str], list[tuple[Rule, Span]]] = {}
+    for rule, span in hits:
+        index = text.sentence_of(span.start)
+        polarity = "any" if rule.category == "opt-out-scope" else rule.polarity
+        groups.setdefault((index, rule.category, polarity), []).append((rule, span))
+    out: list[Statement] = []
+    for (index, category, polarity), group in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
+        lo, hi = text.sentences[index]
+        group.sort(key=lambda h: (-SEVERITIES.index(h[0].severity), h[1].start))
+        rule, span = group[0]
+        language = rule.language
+        facets = _facets(rules, ctx, language, lo, hi)
+        if polarity == "any":  # one opt-out statement per sentence: its limits are qualifiers
+            polarity = "does-not" if any(r.polarity == "does-not" for r, _ in group) else "does"
+            facets["qualifier"] |= {r.qualifier for r, _ in group if r.qualifier}
+        if category == "ai-training" and "others" in facets["owner"] and "ours" not in facets["owner"]:
+            category = "ai-third-party"  # only a third party trains: that is sharing for their AI
+        out.append(
+            Statement(
+                category=category,
+                polarity=polarity,
+                rule=rule,
+                evidence=text.evidence(span),
+                sentence=trim_evidence(text.visible_slice(lo, hi), 400),
+                key=sentence_key(text.folded[lo:hi]),
+                actors=frozenset(facets["actor"]),
+                data=frozenset(facets["data"]),
+                limits=frozenset(facets["limit"]),
+                modality=_modality(facets["modality"]) if polarity == "does" and category != "opt-out-scope" else None,
+                qualifiers=frozenset(facets["qualifier"]),
+                rules=tuple(dict.fromkeys(r.id for r, _ in group)),
+            )
+        )
+    return _merge_same_sentence(out)
+
+
+def _merge_same_sentence(statements: list[Statement]) -> list[Statement]:
+    """A sentence read twice for one category (an ai-training statement that turned out to be a
+    third party's, beside an ai-third-party one) keeps the more severe reading."""
+    seen: dict[tuple[str, str, str], int] = {}
+    out: list[Statement] = []
+    for st in statements:
+        slot = (st.key, st.category, st.polarity)
+        if slot in seen:
+            kept = out[seen[slot]]
+            if SEVERITIES.index(st.severity) > SEVERITIES.index(kept.severity):
+                out[seen[slot]] = st
+            continue
+        seen[slot] = len(out)
+        out.append(st)
+    return out
+
+
+def _modality(found: set[str]) -> str:
+    """`may` when the sentence hedges ("may", "might", "could"), else `will`: "we use" and "we
+    will use" state the same certainty."""
+    return "may" if "may" in found else "will"
+
+
+def _facets(rules: RuleSet, ctx: Context, language: str, lo: int, hi: int) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {kind: set() for kind in FACET_KINDS}
+    for lang in (language, SHARED_FACETS):
+        for kind, names in rules.facets.get(lang, {}).items():
+            for name, node in names.items():
+                if name == "named":
+                    found[kind].update(_named(ctx, node, lo, hi))
+                elif any(lo <= s.start < hi for s in ctx.spans(node)):
+                    found[kind].add(name)
+    return found
+
+
+def _named(ctx: Context, node: Matcher, lo: int, hi: int) -> set[str]:
+    """Named companies and products in the sentence, each under its canonical name."""
+    folded = ctx.text.folded
+    return {_canonical(folded[s.start : s.end]) for s in ctx.spans(node) if lo <= s.start < hi}
+
+
+def _canonical(name: str) -> str:
+    return " ".join(name.split())
+
+
+def named_actor_pattern(names: Iterable[str]) -> Regex:
+    """One case-sensitive, whole-word regex over the company and product names of
+    monitor/data/ai_actors.yaml (longest first, so "Meta AI" wins over "Meta")."""
+    alternatives = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(set(names), key=len, reverse=True))
+    return Regex(rf"(?<!\w)(?-i:{alternatives})(?!\w)", "monitor/data/ai_actors.yaml: names: bad name")
+
+
+def facet_names(facets: Mapping[str, Mapping[str, Mapping[str, Matcher]]]) -> dict[str, set[str]]:
+    """Kind -> every facet name any language declares (for the README and the summaries)."""
+    out: dict[str, set[str]] = {}
+    for kinds in facets.values():
+        for kind, names in kinds.items():
+            out.setdefault(kind, set()).update(names)
+    return out

@@ -1,0 +1,197 @@
+"""Clause text as the rules see it: visible text, folded text, words, sentences and spans.
+
+Evidence is always cut from the visible text; matching runs on the folded text, with an index
+back to the visible one when a character folds to two.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+import unicodedata
+from typing import NamedTuple
+
+EVIDENCE_MAX = 200
+"""Evidence longer than this many characters is cut at a word boundary and ends with '…'."""
+
+
+
+# (trigger, pattern, replacement): a clean-up runs only if one of the trigger characters occurs
+# (None: always). Most clauses have no link, tag or emphasis, and this is run on every one.
+_MARKDOWN_TO_VISIBLE: tuple[tuple[str | None, re.Pattern[str], str], ...] = (
+    ("\u200b\u200c\u200d\u2060\ufeff\u00ad", re.compile("[\u200b-\u200d\u2060\ufeff\u00ad]"), ""),  # invisibles
+    ("<", re.compile(r"<br\s*/?>", re.I), "\n"),
+    ("<", re.compile(r"<((?:https?://|mailto:)[^>\s]+)>"), r"\1"),  # autolinks show their address
+    ("<", re.compile(r"</?[a-zA-Z][^<>\n]*>"), ""),  # other inline HTML
+    # [text](url "title") and ![alt](url): keep the text. URLs may hold one level of parentheses.
+    ("[", re.compile(r"!?\[((?:\\.|[^\]\\])*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\s*\)"), r"\1"),
+    ("[", re.compile(r"\[((?:\\.|[^\]\\])*)\]\[[^\]\n]*\]"), r"\1"),  # reference links
+    ("#", re.compile(r"^[ \t]*#{1,6}[ \t]+", re.M), ""),  # heading marks
+    ("-=*_", re.compile(r"^[ \t]*[-=*_]{3,}[ \t]*$", re.M), ""),  # horizontal rules, setext underlines
+    ("|", re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*$", re.M), ""),  # table dividers
+    ("*+-.)", re.compile(r"^[ \t]*(?:[*+-]|\d{1,3}\\?[.)])[ \t]+", re.M), ""),  # list bullets
+    ("*_~", re.compile(r"\*\*|__|~~"), ""),
+    ("*_", re.compile(r"(?<![\w\\])[*_]+(?=\S)|(?<=[^\s\\])[*_]+(?!\w)"), ""),  # emphasis markers
+    ("`", re.compile(r"`+"), ""),
+    ("\\", re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~\"'])"), r"\1"),  # backslash escapes
+    (None, re.compile("[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{2,}|[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]"), " "),
+    ("\n", re.compile(r" ?\n\s*"), "\n"),
+)
+
+
+def visible_text(markdown: str) -> str:
+    """The text a reader sees: what rules match on and what evidence is cut from."""
+    text = markdown
+    for trigger, pattern, replacement in _MARKDOWN_TO_VISIBLE:
+        if trigger is None or any(c in text for c in trigger):
+            text = pattern.sub(replacement, text)
+    return text.strip()
+
+
+def _fold_table() -> dict[int, str]:
+    """Character folding used for matching, one source character to one or more characters."""
+    table: dict[int, str] = {}
+    for cp in range(0xC0, 0x250):  # Latin-1 Supplement and Latin Extended-A/B: drop accents
+        base = "".join(c for c in unicodedata.normalize("NFD", chr(cp)) if not unicodedata.combining(c))
+        if base and base != chr(cp):
+            table[cp] = base
+    table.update({ord(c): "'" for c in "\u2018\u2019\u201a\u201b\u2032\u00b4`"})
+    table.update({ord(c): '"' for c in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"})
+    table.update({ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2212"})
+    table.update({ord(c): " - " for c in "\u2014\u2015"})  # an em dash separates, like " - "
+    table.update({ord(c): " " for c in "\u00a0\u2007\u202f"})
+    table.update({ord("œ"): "oe", ord("Œ"): "OE", ord("æ"): "ae", ord("Æ"): "AE", ord("ß"): "ss"})
+    table.update({0xFB01: "fi", 0xFB02: "fl", ord("ſ"): "s"})
+    return table
+
+
+_FOLD = _fold_table()
+
+
+def fold(text: str) -> str:
+    """Fold text for matching. Case is kept: patterns are case-insensitive unless they say not."""
+    return text.translate(_FOLD)
+
+
+class Span(NamedTuple):
+    """A match in the folded text of a clause: [start, end)."""
+
+    start: int
+    end: int
+
+
+HEADING_ONLY = Span(-1, -1)
+"""What a `section` test returns when the heading matches: a condition, never evidence."""
+
+
+def _overlap(a: Span, b: Span) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+_WORD = re.compile(r"\w[\w'-]*")
+# Sentence-like breaks: end punctuation before a space (not in "e.g." and friends), ';', table
+# cell separators and line breaks (which is what <br> and list items become).
+_BREAK = re.compile(
+    r"(?<!\be\.g)(?<!\bi\.e)(?<!\bincl)(?<!\bvs)(?<!\bca)(?<!\bcf)(?<!\bz\.B)(?<!\bbzw)(?<!\bp\.ex)"
+    r"[.!?](?=\s|$)|[;|\n]",
+    re.I,
+)
+
+
+class Text:
+    """A clause prepared for matching: visible text, folded text and lazy word/sentence indexes."""
+
+    def __init__(self, markdown: str):
+        self.visible = visible_text(markdown)
+        self.folded = fold(self.visible)
+        self._offsets: list[int] | None = None
+        if len(self.folded) != len(self.visible):  # some character folded to two (œ -> oe)
+            self._offsets = [i for i, ch in enumerate(self.visible) for _ in _FOLD.get(ord(ch), ch)]
+
+    @functools.cached_property
+    def lower(self) -> str:
+        """Lower-cased folded text, for the literal pre-checks of regexes."""
+        return self.folded.lower()
+
+    @functools.cached_property
+    def word_starts(self) -> list[int]:
+        return [m.start() for m in _WORD.finditer(self.folded)]
+
+    @functools.cached_property
+    def breaks(self) -> list[int]:
+        return [m.start() for m in _BREAK.finditer(self.folded)]
+
+    def words_between(self, a: Span, b: Span) -> int:
+        """Words strictly between two spans (0 when they touch or overlap)."""
+        lo, hi = (a.end, b.start) if a.end <= b.start else (b.end, a.start)
+        if hi <= lo:
+            return 0
+        return bisect.bisect_left(self.word_starts, hi) - bisect.bisect_left(self.word_starts, lo)
+
+    def same_sentence(self, start: int, end: int) -> bool:
+        return bisect.bisect_left(self.breaks, end) == bisect.bisect_left(self.breaks, start)
+
+    def sentence_bounds(self, span: Span) -> tuple[int, int]:
+        """Start of the sentence holding span.start and end of the one holding span.end."""
+        i = bisect.bisect_left(self.breaks, span.start)
+        j = bisect.bisect_left(self.breaks, max(span.start, span.end - 1))
+        lo = self.breaks[i - 1] + 1 if i > 0 else 0
+        hi = self.breaks[j] if j < len(self.breaks) else len(self.folded)
+        return lo, hi
+
+    @functools.cached_property
+    def sentences(self) -> list[tuple[int, int]]:
+        """[start, end) of each sentence in the folded text, blank ones left out."""
+        out, lo = [], 0
+        for cut in [*self.breaks, len(self.folded)]:
+            if self.folded[lo:cut].strip():
+                out.append((lo, cut))
+            lo = cut + 1
+        return out
+
+    def sentence_of(self, pos: int) -> int:
+        """Index (in `sentences`) of the sentence holding folded position pos."""
+        starts = [s for s, _ in self.sentences]
+        return max(0, bisect.bisect_right(starts, pos) - 1)
+
+    def visible_slice(self, lo: int, hi: int) -> str:
+        """The visible text behind folded [lo, hi)."""
+        if self._offsets is not None and hi > lo:
+            lo, hi = self._offsets[lo], self._offsets[hi - 1] + 1
+        return self.visible[lo:hi]
+
+    def words_back(self, pos: int, n: int) -> int:
+        """Position of the n-th word before pos (0 if there are fewer)."""
+        i = bisect.bisect_left(self.word_starts, pos)
+        return self.word_starts[i - n] if i - n >= 0 and i > 0 else 0
+
+    def evidence(self, span: Span) -> str:
+        """The visible text behind a span, on one line and at most EVIDENCE_MAX characters."""
+        start, end = span
+        if self._offsets is not None:
+            start, end = self._offsets[start], self._offsets[end - 1] + 1
+        return trim_evidence(self.visible[start:end])
+
+
+def trim_evidence(text: str, limit: int = EVIDENCE_MAX) -> str:
+    """One line, no dangling punctuation, cut at a word boundary if longer than `limit`."""
+    text = " ".join(text.split()).strip(" ,;:")
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    if cut < limit // 2:
+        cut = limit - 1
+    return text[:cut].rstrip(" ,;:-(") + "…"
+
+
+
+_KEY_HYPHEN = re.compile(r"(?<=\w)-(?=\w)")
+_KEY_NONWORD = re.compile(r"[\W_]+")
+
+
+def sentence_key(folded: str) -> str:
+    """What two sentences must share to be "the same sentence": their words, lower-cased, with
+    punctuation, hyphens inside words ("pre-training"), quotes and spacing aside. Link targets
+    and emphasis are already gone from the visible text this is built from."""
+    return _KEY_NONWORD.sub(" ", _KEY_HYPHEN.sub("", folded.lower())).strip()
