@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import yaml
 
 from .errors import FetchError, InputError
+from .text import visible_text
 
 CLAUSE_KINDS = ("heading", "paragraph", "list-item", "table-row")
 # Part of the key that lets a check skip extraction when a page's bytes did not change (see
@@ -85,13 +86,8 @@ def _fold_clean(text: str) -> str:
     return _SPACE_AFTER.sub(r"\1", text)
 
 
-_MD_LINK = re.compile(r"\[((?:[^\[\]\\]|\\.)*)\]\(([^()\s]*(?:\([^()\s]*\)[^()\s]*)*)\)")
 
 
-def visible_text(markdown: str) -> str:
-    """Clause text without link targets or escapes: what a reader sees."""
-    text = _MD_LINK.sub(lambda m: m.group(1), markdown)
-    return re.sub(r"\\([\\\[\]*_#|>`-])", r"\1", text)
 
 
 def sha256_text(text: str) -> str:

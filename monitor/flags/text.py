@@ -17,36 +17,7 @@ EVIDENCE_MAX = 200
 
 
 
-# (trigger, pattern, replacement): a clean-up runs only if one of the trigger characters occurs
-# (None: always). Most clauses have no link, tag or emphasis, and this is run on every one.
-_MARKDOWN_TO_VISIBLE: tuple[tuple[str | None, re.Pattern[str], str], ...] = (
-    ("\u200b\u200c\u200d\u2060\ufeff\u00ad", re.compile("[\u200b-\u200d\u2060\ufeff\u00ad]"), ""),  # invisibles
-    ("<", re.compile(r"<br\s*/?>", re.I), "\n"),
-    ("<", re.compile(r"<((?:https?://|mailto:)[^>\s]+)>"), r"\1"),  # autolinks show their address
-    ("<", re.compile(r"</?[a-zA-Z][^<>\n]*>"), ""),  # other inline HTML
-    # [text](url "title") and ![alt](url): keep the text. URLs may hold one level of parentheses.
-    ("[", re.compile(r"!?\[((?:\\.|[^\]\\])*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\s*\)"), r"\1"),
-    ("[", re.compile(r"\[((?:\\.|[^\]\\])*)\]\[[^\]\n]*\]"), r"\1"),  # reference links
-    ("#", re.compile(r"^[ \t]*#{1,6}[ \t]+", re.M), ""),  # heading marks
-    ("-=*_", re.compile(r"^[ \t]*[-=*_]{3,}[ \t]*$", re.M), ""),  # horizontal rules, setext underlines
-    ("|", re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*$", re.M), ""),  # table dividers
-    ("*+-.)", re.compile(r"^[ \t]*(?:[*+-]|\d{1,3}\\?[.)])[ \t]+", re.M), ""),  # list bullets
-    ("*_~", re.compile(r"\*\*|__|~~"), ""),
-    ("*_", re.compile(r"(?<![\w\\])[*_]+(?=\S)|(?<=[^\s\\])[*_]+(?!\w)"), ""),  # emphasis markers
-    ("`", re.compile(r"`+"), ""),
-    ("\\", re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~\"'])"), r"\1"),  # backslash escapes
-    (None, re.compile("[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{2,}|[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]"), " "),
-    ("\n", re.compile(r" ?\n\s*"), "\n"),
-)
-
-
-def visible_text(markdown: str) -> str:
-    """The text a reader sees: what rules match on and what evidence is cut from."""
-    text = markdown
-    for trigger, pattern, replacement in _MARKDOWN_TO_VISIBLE:
-        if trigger is None or any(c in text for c in trigger):
-            text = pattern.sub(replacement, text)
-    return text.strip()
+from ..text import visible_text  # noqa: E402 - the one visible-text function
 
 
 def _fold_table() -> dict[int, str]:
@@ -90,11 +61,12 @@ def _overlap(a: Span, b: Span) -> bool:
 
 
 _WORD = re.compile(r"\w[\w'-]*")
-# Sentence-like breaks: end punctuation before a space (not in "e.g." and friends), ';', table
+# Sentence-like breaks: end punctuation before a space or glued to a capitalised word (not in "e.g." and friends), ';', table
 # cell separators and line breaks (which is what <br> and list items become).
 _BREAK = re.compile(
     r"(?<!\be\.g)(?<!\bi\.e)(?<!\bincl)(?<!\bvs)(?<!\bca)(?<!\bcf)(?<!\bz\.B)(?<!\bbzw)(?<!\bp\.ex)"
-    r"[.!?](?=\s|$)|[;|\n]",
+    r"[.!?](?=\s|$)|[;|\n]"
+    r"|(?-i:(?<=[a-z]{2})[.!?](?=[A-Z][a-z]))",  # "fraud.To verify": a converter lost the space
     re.I,
 )
 
