@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
 
-from .extract import Clause, Document, fold, is_date_line, mask_dates
+from .extract import Clause, Document, fold, is_date_line, load_data, mask_dates, parse_date
+from .text import visible_text
 
 if TYPE_CHECKING:
     from .flags import Flag, RuleSet
@@ -279,20 +280,21 @@ def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag:
             changes.extend(Change("added", _section(new.clauses[j]), None, new.clauses[j].text, None, j, True, reason) for j in added)
             continue
         pairs = _pair(removed, added, old.clauses, new.clauses)
+        pairs = sorted(pairs + _pair_date_lines(removed, added, pairs, old.clauses, new.clauses))
         paired_i = {i for i, _ in pairs}
         paired_j = {j for _, j in pairs}
         for i, j in pairs:
             o, n = old.clauses[i], new.clauses[j]
-            date_only = _only_the_date_changed(o, n)
-            changes.append(_modified(o, n, i, j, cosmetic=date_only, reason="date line" if date_only else None))
+            reason = cosmetic_reason(o, n)
+            changes.append(_modified(o, n, i, j, cosmetic=reason is not None, reason=reason))
         for i in removed:
             if i not in paired_i:
-                dup = a[i] in new_hashes  # the same words are still in the new version
-                changes.append(Change("removed", _section(old.clauses[i]), old.clauses[i].text, None, i, None, dup, "duplicate" if dup else None))
+                reason = _alone_reason(old.clauses[i], a[i] in new_hashes)  # duplicate: the words are still in the new version
+                changes.append(Change("removed", _section(old.clauses[i]), old.clauses[i].text, None, i, None, reason is not None, reason))
         for j in added:
             if j not in paired_j:
-                dup = b[j] in old_hashes
-                changes.append(Change("added", _section(new.clauses[j]), None, new.clauses[j].text, None, j, dup, "duplicate" if dup else None))
+                reason = _alone_reason(new.clauses[j], b[j] in old_hashes)
+                changes.append(Change("added", _section(new.clauses[j]), None, new.clauses[j].text, None, j, reason is not None, reason))
 
     changes.sort(key=lambda c: (c.position, c.old_index if c.old_index is not None else -1))
     if flag:
@@ -320,6 +322,79 @@ def flag_changes(rules: RuleSet, old: Document, new: Document, changes: Sequence
         change.flags = sort_flags(change.flags)
     for rewording in result.reworded:
         read[rewording.clause].reworded.append(rewording.to_dict())
+
+
+def cosmetic_reason(o: Clause, n: Clause) -> str | None:
+    """Why an edited clause says the same to a reader, or None when its words changed.
+
+    Link targets and markup, capitalisation, accents, the way a date is written: none of these
+    changes what a reader sees said (the new link target is still shown in the word diff)."""
+    if _only_the_date_changed(o, n):
+        return "date line"
+    seen_old, seen_new = _seen(o), _seen(n)
+    if seen_old == seen_new:
+        return "link"
+    if seen_old.lower() == seen_new.lower():
+        return "capitalisation"
+    if _strip_accents(seen_old).lower() == _strip_accents(seen_new).lower():
+        return "diacritics"
+    if _same_date_written_differently(seen_old, seen_new):
+        return "date format"
+    return None
+
+
+def _alone_reason(clause: Clause, duplicate: bool) -> str | None:
+    """Why a clause added or removed on its own is cosmetic: a second copy, a date line (a
+    "Last updated" or "we updated this policy on ..." banner), or page furniture."""
+    if duplicate:
+        return "duplicate"
+    seen = _seen(clause)
+    if _is_furniture(seen):
+        return "furniture"
+    if len(clause.words) <= 25 and is_date_line(clause.plain):
+        return "date line"
+    return None
+
+
+def _seen(clause: Clause) -> str:
+    """The words a reader sees, in the comparison form (quotes, dashes and spaces folded)."""
+    return " ".join(fold(visible_text(clause.text)).split())
+
+
+def _strip_accents(text: str) -> str:
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+
+
+def _same_date_written_differently(a: str, b: str) -> bool:
+    """"Effective 8 July 2026" and "Effective July 8, 2026": the same words around the same date."""
+    if mask_dates(a) != mask_dates(b):
+        return False
+    found_a, found_b = parse_date(a), parse_date(b)
+    return found_a is not None and found_b is not None and found_a[0] == found_b[0]
+
+
+def _is_furniture(seen: str) -> bool:
+    """Repeated page furniture: short labels such as "Key Terms" or "Back to top" (data:
+    monitor/data/furniture.yaml)."""
+    if len(seen) > 60:
+        return False
+    data = load_data("furniture.yaml")
+    label = seen.lower().strip(" .:*#")
+    return label in {x.lower() for x in data["labels"]}
+
+
+def _pair_date_lines(
+    removed: list[int], added: list[int], pairs: list[tuple[int, int]], old: Sequence[Clause], new: Sequence[Clause]
+) -> list[tuple[int, int]]:
+    """A date line rewritten ("Effective 8 July" -> "Last updated: 3 May") is one modified
+    line, never one added and one removed clause; paired in order."""
+    used_i = {i for i, _ in pairs}
+    used_j = {j for _, j in pairs}
+    lone_old = [i for i in removed if i not in used_i and len(old[i].words) <= 25 and is_date_line(old[i].plain)]
+    lone_new = [j for j in added if j not in used_j and len(new[j].words) <= 25 and is_date_line(new[j].plain)]
+    return [(i, j) for i, j in zip(lone_old, lone_new) if all((i < pi) == (j < pj) for pi, pj in pairs)]
 
 
 def _only_the_date_changed(o: Clause, n: Clause) -> bool:

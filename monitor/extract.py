@@ -740,15 +740,15 @@ _MONTHS = {
 _MONTH_RE = "|".join(sorted((re.escape(m) for m in _MONTHS), key=len, reverse=True))
 _DATE_PATTERNS = (
     # September 18, 2024 / Sept. 18 2024
-    re.compile(rf"\b(?P<month>{_MONTH_RE})\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<year>(?:19|20)\d\d)\b", re.I),
+    re.compile(rf"\b(?P<month>{_MONTH_RE})\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<year>(?:19|20)\d\d)(?!\d)", re.I),
     # 18 September 2024 / 18. September 2024 / 1er janvier 2024 / 18 de septiembre de 2024
-    re.compile(rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th|er|\.|º)?\s+(?:de\s+)?(?P<month>{_MONTH_RE})\.?,?\s+(?:de\s+)?(?P<year>(?:19|20)\d\d)\b", re.I),
+    re.compile(rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th|er|\.|º)?\s+(?:de\s+)?(?P<month>{_MONTH_RE})\.?,?\s+(?:de\s+)?(?P<year>(?:19|20)\d\d)(?!\d)", re.I),
     # 2024-09-18
     re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<month>\d{1,2})-(?P<day>\d{1,2})\b"),
     # 18/09/2024, 09/18/2024, 18.09.2024
-    re.compile(r"\b(?P<a>\d{1,2})[./](?P<b>\d{1,2})[./](?P<year>(?:19|20)\d\d)\b"),
+    re.compile(r"\b(?P<a>\d{1,2})[./](?P<b>\d{1,2})[./](?P<year>(?:19|20)\d\d)(?!\d)"),
     # September 2024 / septembre 2024
-    re.compile(rf"\b(?P<month>{_MONTH_RE})\.?\s+(?:de\s+)?(?P<year>(?:19|20)\d\d)\b", re.I),
+    re.compile(rf"\b(?P<month>{_MONTH_RE})\.?\s+(?:de\s+)?(?P<year>(?:19|20)\d\d)(?!\d)", re.I),
 )
 _DATE_CONTEXT = re.compile(
     r"(?:last\s+(?:updated|modified|revised|changed)|effective(?:\s+date|\s+as\s+of|\s+from|\s+on)?|"

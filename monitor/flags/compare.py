@@ -164,6 +164,13 @@ def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
     def widened(more: bool, detail: str) -> None:
         found.append(("broadened" if (1 if more else -1) * sign > 0 else "narrowed", detail))
 
+    if o.models != n.models:  # no kind named means any AI model: "language models" -> "AI models" is wider
+        if not n.models or (o.models and n.models > o.models):
+            widened(True, f"model: {_human(n.models, 'any AI')} (was {_human(o.models, 'any AI')})")
+        elif not o.models or n.models < o.models:
+            widened(False, f"model: {_human(n.models, 'any AI')} (was {_human(o.models, 'any AI')})")
+        else:
+            widened(True, f"model: {_human(n.models, 'any AI')} (was {_human(o.models, 'any AI')})")
     for facet, label in ((lambda s: s.actors, "actor"), (lambda s: s.data, "data")):
         for name in sorted(facet(n) - facet(o)):
             widened(True, f"{label}: + {_h(name)}")

@@ -20,7 +20,7 @@ from .model import SEVERITIES
 from .rules import Rule, RuleSet
 from .text import Span, sentence_key, trim_evidence
 
-FACET_KINDS = ("actor", "data", "limit", "modality", "qualifier", "owner")
+FACET_KINDS = ("actor", "data", "model", "limit", "modality", "qualifier", "owner", "choice")
 """The facet vocabularies a rule file may declare (see monitor/rules/README.md)."""
 
 SHARED_FACETS = "*"
@@ -39,6 +39,7 @@ class Statement:
     key: str  # sentence_key of that sentence: equal keys are "the same sentence"
     actors: frozenset[str] = frozenset()
     data: frozenset[str] = frozenset()
+    models: frozenset[str] = frozenset()  # what kind of model is trained (language, image, any AI ...)
     limits: frozenset[str] = frozenset()
     modality: str | None = None
     qualifiers: frozenset[str] = frozenset()
@@ -52,7 +53,7 @@ class Statement:
     @property
     def signature(self) -> tuple[object, ...]:
         """Two statements with equal signatures say the same thing, whatever their wording."""
-        return (self.category, self.polarity, self.actors, self.data, self.limits, self.modality, self.qualifiers)
+        return (self.category, self.polarity, self.actors, self.data, self.models, self.limits, self.modality, self.qualifiers)
 
     @functools.cached_property
     def words(self) -> list[str]:
@@ -78,17 +79,23 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
         polarity = "any" if rule.category == "opt-out-scope" else rule.polarity
         groups.setdefault((index, rule.category, polarity), []).append((rule, span))
     out: list[Statement] = []
+    choice_sentences = {index for index, category, _ in groups if category == "opt-out-scope"}
     for (index, category, polarity), group in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
         lo, hi = text.sentences[index]
         group.sort(key=lambda h: (-SEVERITIES.index(h[0].severity), h[1].start))
         rule, span = group[0]
         language = rule.language
         facets = _facets(rules, ctx, language, lo, hi)
+        if index in choice_sentences and category in ("ai-training", "ai-third-party") and _governed(ctx, rules, language, lo, group):
+            continue  # "you can object to the use of your data to train AI": the choice is the statement
         if polarity == "any":  # one opt-out statement per sentence: its limits are qualifiers
             polarity = "does-not" if any(r.polarity == "does-not" for r, _ in group) else "does"
             facets["qualifier"] |= {r.qualifier for r, _ in group if r.qualifier}
         if category == "ai-training" and "others" in facets["owner"] and "ours" not in facets["owner"]:
             category = "ai-third-party"  # only a third party trains: that is sharing for their AI
+        actors = facets["actor"] | (facets["named"] if category == "ai-third-party" else set())
+        if category == "opt-out-scope":
+            actors = set()  # who offers the choice does not change what it covers
         out.append(
             Statement(
                 category=category,
@@ -97,8 +104,9 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
                 evidence=text.evidence(span),
                 sentence=trim_evidence(text.visible_slice(lo, hi), 400),
                 key=sentence_key(text.folded[lo:hi]),
-                actors=frozenset(facets["actor"]),
+                actors=frozenset(actors),
                 data=frozenset(facets["data"]),
+                models=frozenset(facets["model"]),
                 limits=frozenset(facets["limit"]),
                 modality=_modality(facets["modality"]) if polarity == "does" and category != "opt-out-scope" else None,
                 qualifiers=frozenset(facets["qualifier"]),
@@ -106,6 +114,17 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
             )
         )
     return _merge_same_sentence(out)
+
+
+def _governed(ctx: Context, rules: RuleSet, language: str, lo: int, group: list[tuple[Rule, Span]]) -> bool:
+    """Whether a use (training, sharing) is only the object of a choice in its sentence: a
+    choice cue ("opt out of", "you can object to", "turn off") comes before every reading of
+    it. "We may use your data to train AI unless you opt out" states the use itself."""
+    cues = rules.facets.get(language, {}).get("choice", {}).get("cue")
+    if cues is None:
+        return False
+    first_cue = min((s.start for s in ctx.spans(cues) if s.start >= lo), default=None)
+    return first_cue is not None and all(first_cue < span.start for _, span in group)
 
 
 def _merge_same_sentence(statements: list[Statement]) -> list[Statement]:
@@ -132,12 +151,12 @@ def _modality(found: set[str]) -> str:
 
 
 def _facets(rules: RuleSet, ctx: Context, language: str, lo: int, hi: int) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {kind: set() for kind in FACET_KINDS}
+    found: dict[str, set[str]] = {kind: set() for kind in (*FACET_KINDS, "named")}
     for lang in (language, SHARED_FACETS):
         for kind, names in rules.facets.get(lang, {}).items():
             for name, node in names.items():
-                if name == "named":
-                    found[kind].update(_named(ctx, node, lo, hi))
+                if name == "named":  # companies and products named: only a recipient's name counts
+                    found["named"].update(_named(ctx, node, lo, hi))
                 elif any(lo <= s.start < hi for s in ctx.spans(node)):
                     found[kind].add(name)
     return found
