@@ -10,7 +10,7 @@ in the other version (a copy, or a sentence moved and reworded).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
@@ -56,8 +56,12 @@ def compare_clauses(rules: RuleSet, old: str | None, new: str | None, section: s
     new_keys = {s.key for s in news}
     olds = [s for s in olds if s.key not in new_keys]
     news = [s for s in news if s.key not in old_keys]
-    result = diff_statements(olds, news)
+    result = diff_statements(olds, news, extents=_extents(rules))
     return _sorted([flag for flag, _ in result.flags])
+
+
+def _extents(rules: RuleSet) -> dict[str, Mapping[str, Any]]:
+    return {lang: kinds["extent"] for lang, kinds in rules.facets.items() if "extent" in kinds}
 
 
 def compare_documents(
@@ -73,10 +77,15 @@ def compare_documents(
     if not olds and not news:
         return StatementDiff([], [])
     new_keys, old_keys = _sentence_keys(new), _sentence_keys(old)
+    kept = [s for s in olds if s.key in new_keys] + [s for s in news if s.key in old_keys]
     olds = [s for s in olds if s.key not in new_keys]
     news = [s for s in news if s.key not in old_keys]
+    sentences = {
+        index: (_clause_keys(old_text), _clause_keys(new_text)) for index, (old_text, new_text, _) in enumerate(changes)
+    }
     return diff_statements(
-        olds, news, old_standing=lambda: _document_statements(rules, old), new_standing=lambda: _document_statements(rules, new)
+        olds, news, old_standing=lambda: _document_statements(rules, old), new_standing=lambda: _document_statements(rules, new),
+        extents=_extents(rules), kept=kept, sentences=sentences,
     )
 
 
@@ -86,15 +95,20 @@ def diff_statements(
     *,
     old_standing: Callable[[], Sequence[Statement]] | None = None,
     new_standing: Callable[[], Sequence[Statement]] | None = None,
+    extents: Mapping[str, Mapping[str, Any]] | None = None,
+    kept: Sequence[Statement] = (),
+    sentences: Mapping[int, tuple[list[str], list[str]]] | None = None,
 ) -> StatementDiff:
-    """Pair old and new statements and say what happened to each."""
+    """Pair old and new statements and say what happened to each. `extents` (language ->
+    {"wider": regex node, "narrower": regex node}) read words inserted into a statement whose
+    facets did not change."""
     flags: list[tuple[Flag, int]] = []
     reworded: list[Rewording] = []
     pairs = _pair(olds, news)
     paired_old = {id(o) for o, _ in pairs}
     paired_new = {id(n) for _, n in pairs}
     for o, n in pairs:
-        found = _what_changed(o, n)
+        found = _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language))
         if not found:
             reworded.append(Rewording(n.category, o.sentence, n.sentence, n.clause))
             continue
@@ -103,17 +117,56 @@ def diff_statements(
         flags.append((_flag(n, kinds, details, "both", before=o), n.clause))
     gone = [o for o in olds if id(o) not in paired_old]
     came = [n for n in news if id(n) not in paired_new]
+    if sentences:  # a typo fixed or made ("artifical" -> "artificial") is not a new statement
+        gone = [o for o in gone if not any(_typo_variant(o.key, k) for k in sentences.get(o.clause, ((), ()))[1])]
+        came = [n for n in came if not any(_typo_variant(n.key, k) for k in sentences.get(n.clause, ((), ()))[0])]
     if gone:
         standing = {s.signature for s in new_standing()} if new_standing else set()
         for o in gone:
             if o.signature not in standing:
-                flags.append((_flag(o, ("removed",), (), "old", before=o, removed=True), o.clause))
+                changes, details = _added(o, kept, removed=True)
+                flags.append((_flag(o, changes, details, "old", before=o, removed=True), o.clause))
     if came:
         standing = {s.signature for s in old_standing()} if old_standing else set()
         for n in came:
             if n.signature not in standing:
-                flags.append((_flag(n, ("added",), (), "new"), n.clause))
+                flags.append((_flag(n, *_added(n, kept), "new"), n.clause))
     return StatementDiff(flags, reworded)
+
+
+def _added(st: Statement, kept: Sequence[Statement], *, removed: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """An opt-out sentence added (or removed) beside an opt-out statement that still stands in
+    the same clause adds (or drops) a condition on that choice: "You can opt out in settings."
+    + "Opting out does not affect training already done." is qualifier-added, and added."""
+    plain = ("removed",) if removed else ("added",)
+    if st.category != "opt-out-scope":
+        return plain, ()
+    beside = [k for k in kept if k.clause == st.clause and k.category == st.category]
+    if not beside:
+        return plain, ()
+    extra = st.qualifiers - frozenset().union(*(k.qualifiers for k in beside))
+    kind = "qualifier-removed" if removed else "qualifier-added"
+    sign = "-" if removed else "+"
+    details = tuple(f"qualifier: {sign} {_h(q)}" for q in sorted(extra)) or (f"{'drops' if removed else 'adds'}: {st.sentence[:120]}",)
+    return (kind, *plain), details
+
+
+def _typo_variant(a: str, b: str) -> bool:
+    """Two sentence keys that differ only by a few misspelt words ("artifical"/"artificial")."""
+    if a == b:
+        return False
+    wa, wb = a.split(), b.split()
+    if len(wa) != len(wb):
+        return False
+    diffs = [(x, y) for x, y in zip(wa, wb) if x != y]
+    return 0 < len(diffs) <= 2 and all(SequenceMatcher(None, x, y).ratio() >= 0.75 and len(x) >= 4 for x, y in diffs)
+
+
+def _clause_keys(markdown: str | None) -> list[str]:
+    if not markdown:
+        return []
+    text = Text(markdown)
+    return [sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences]
 
 
 # ------------------------------------------------------------------------------------ pairing
@@ -131,7 +184,7 @@ def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[St
             same_polarity = o.polarity == n.polarity
             sim = SequenceMatcher(None, o.words, n.words, autojunk=False).ratio()
             if not same_polarity:
-                floor = PAIR_POLARITY
+                floor = PAIR_SAME_CLAUSE if same_clause else PAIR_POLARITY
             else:
                 floor = PAIR_SAME_CLAUSE if same_clause else PAIR_ACROSS
             if o.signature == n.signature:
@@ -187,6 +240,47 @@ def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
     for name in sorted(o.qualifiers - n.qualifiers):
         found.append(("qualifier-removed", f"qualifier: - {_h(name)}"))
     return found
+
+
+_MIN_CONTENT = 4  # letters: shorter words ("the", "our", "and") carry no scope on their own
+
+
+def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Scope a statement gained or lost in words its facets do not name: a run of at least
+    two new content words inserted after a widening cue ("including drafts you did not post")
+    broadens it; after a narrowing cue ("unless you share them", "from accounts of adults") it
+    adds a condition. A deleted run reads the other way. Replacements are rewordings."""
+    if not extent:
+        return []
+    old_words, new_words = o.words, n.words
+    found: list[tuple[str, str]] = []
+    sign = -1 if n.polarity == "does-not" else 1
+    matcher = SequenceMatcher(None, old_words, new_words, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        grew = (j2 - j1) - (i2 - i1)
+        if tag == "insert" or (tag == "replace" and grew >= 3):
+            run, before, other, inserted = new_words[j1:j2], new_words[j1 - 1 : j1], set(old_words), True
+        elif tag == "delete" or (tag == "replace" and grew <= -3):
+            run, before, other, inserted = old_words[i1:i2], old_words[i1 - 1 : i1], set(new_words), False
+        else:
+            continue
+        content = [w for w in run if len(w) >= _MIN_CONTENT and w not in other]
+        if len(content) < 2:
+            continue
+        lead = " ".join([*before, *run[:2]])
+        phrase = " ".join(run)
+        if _search(extent.get("narrower"), lead):
+            found.append(("qualifier-added" if inserted else "qualifier-removed", f"{'adds' if inserted else 'drops'}: {phrase}"))
+            found.append(("narrowed" if inserted * sign > 0 or (not inserted and sign < 0) else "broadened", ""))
+        elif _search(extent.get("wider"), lead):
+            wider = inserted if sign > 0 else not inserted
+            found.append(("broadened" if wider else "narrowed", f"{'adds' if inserted else 'drops'}: {phrase}"))
+    return found
+
+
+def _search(node: Any, text: str) -> bool:
+    regex = getattr(node, "regex", None)
+    return bool(regex is not None and regex.search(text))
 
 
 # ------------------------------------------------------------------------------------ flags

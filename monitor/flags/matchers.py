@@ -256,12 +256,17 @@ class _Negation(Matcher):
     """Shared by `negated` and `affirmed`: is a span preceded (or contained) by a negation cue?
 
     The cue counts if it is within `within` words before the span, in the same sentence, and
-    not separated from it by a barrier ("but", "however": "we don't sell it, but we train on it")."""
+    not separated from it by a barrier ("but", "however": "we don't sell it, but we train on it").
+    With a `target` (default: the file's `negation_target` term, if any), a cue before the span
+    must also bear on it: the span, or a target word (use, train, share ...), follows the cue
+    within a few words; "content you create but do not post, to train" negates posting, not
+    training."""
 
     keep_negated: ClassVar[bool]
+    TARGET_WORDS = 3  # how far after a cue its verb may be ("do not currently use")
 
-    def __init__(self, item: Matcher, cue: Matcher, barrier: Matcher | None, within: int):
-        self.item, self.cue, self.barrier, self.within = item, cue, barrier, within
+    def __init__(self, item: Matcher, cue: Matcher, barrier: Matcher | None, within: int, target: Matcher | None = None):
+        self.item, self.cue, self.barrier, self.within, self.target = item, cue, barrier, within, target
 
     @classmethod
     def build(cls, value: Any, opts: dict[str, Any], compiler: Compiler, field: str) -> Matcher:
@@ -269,7 +274,18 @@ class _Negation(Matcher):
         barrier = opts.get("barrier")
         if barrier is None and "negation_barrier" in compiler.terms:
             barrier = compiler.term_pattern("negation_barrier", f"{field}.barrier")
-        return cls(compiler.pattern(value, field), cue, barrier, opts.get("within", 12))
+        target = opts.get("target")
+        if target is None and "negation_target" in compiler.terms:
+            target = compiler.term_pattern("negation_target", f"{field}.target")
+        return cls(compiler.pattern(value, field), cue, barrier, opts.get("within", 12), target)
+
+    def _bears_on(self, ctx: Context, cue: Span, span: Span, targets: list[Span]) -> bool:
+        if self.target is None or cue.start >= span.start:
+            return True
+        text = ctx.text
+        if text.words_between(cue, span) <= self.TARGET_WORDS:
+            return True
+        return any(t.start >= cue.end and text.words_between(cue, t) <= self.TARGET_WORDS for t in targets)
 
     def possible(self, ctx: Context) -> bool:
         return ctx.possible(self.item)
@@ -286,13 +302,16 @@ class _Negation(Matcher):
                 continue
             lo = max(text.sentence_bounds(span)[0], text.words_back(span.start, self.within))
             lo = max([lo, *(b.end for b in barriers if lo <= b.start and b.end <= span.start)])
-            negated = any(lo <= c.start < span.end and c.end <= span.end for c in cues)
+            targets = ctx.spans(self.target) if self.target is not None and cues else []
+            negated = any(
+                lo <= c.start < span.end and c.end <= span.end and self._bears_on(ctx, c, span, targets) for c in cues
+            )
             if negated == self.keep_negated:
                 out.append(span)
         return out
 
 
-@matcher("negated", within=int, cue=Pattern, barrier=Pattern)
+@matcher("negated", within=int, cue=Pattern, barrier=Pattern, target=Pattern)
 class Negated(_Negation):
     """Spans of the pattern with a negation cue (default: the file's `negation` term) up to
     `within` words before them (default 12) in the same sentence, or inside them, and no
@@ -301,7 +320,7 @@ class Negated(_Negation):
     keep_negated = True
 
 
-@matcher("affirmed", within=int, cue=Pattern, barrier=Pattern)
+@matcher("affirmed", within=int, cue=Pattern, barrier=Pattern, target=Pattern)
 class Affirmed(_Negation):
     """Spans of the pattern with no negation cue before them (see `negated`)."""
 

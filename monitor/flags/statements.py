@@ -20,7 +20,7 @@ from .model import SEVERITIES
 from .rules import Rule, RuleSet
 from .text import Span, sentence_key, trim_evidence
 
-FACET_KINDS = ("actor", "data", "model", "limit", "modality", "qualifier", "owner", "choice")
+FACET_KINDS = ("actor", "data", "model", "limit", "modality", "qualifier", "owner", "choice", "extent")
 """The facet vocabularies a rule file may declare (see monitor/rules/README.md)."""
 
 SHARED_FACETS = "*"
@@ -44,6 +44,7 @@ class Statement:
     modality: str | None = None
     qualifiers: frozenset[str] = frozenset()
     clause: int = -1  # which changed clause it came from (set by compare)
+    language: str = "en"
     rules: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -111,6 +112,7 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
                 modality=_modality(facets["modality"]) if polarity == "does" and category != "opt-out-scope" else None,
                 qualifiers=frozenset(facets["qualifier"]),
                 rules=tuple(dict.fromkeys(r.id for r, _ in group)),
+                language=language,
             )
         )
     return _merge_same_sentence(out)
@@ -154,6 +156,8 @@ def _facets(rules: RuleSet, ctx: Context, language: str, lo: int, hi: int) -> di
     found: dict[str, set[str]] = {kind: set() for kind in (*FACET_KINDS, "named")}
     for lang in (language, SHARED_FACETS):
         for kind, names in rules.facets.get(lang, {}).items():
+            if kind == "extent":
+                continue  # read on the words a change inserted, not on the sentence (compare)
             for name, node in names.items():
                 if name == "named":  # companies and products named: only a recipient's name counts
                     found["named"].update(_named(ctx, node, lo, hi))
