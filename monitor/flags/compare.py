@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 # Pairing: how alike two sentences' words must be to be "the same statement, edited".
 PAIR_SAME_CLAUSE = 0.25
 PAIR_ACROSS = 0.5
-PAIR_POLARITY = 0.45  # a flip of polarity is only believed between closely similar sentences
+PAIR_POLARITY = 0.45
+EASIER = frozenset({"setting"})
+"""Qualifiers that make a choice easier to use: a settings switch added beside an e-mail request
+broadens the opt-out (and its removal narrows it)."""  # a flip of polarity is only believed between closely similar sentences
 
 
 @dataclass(frozen=True)
@@ -237,8 +240,12 @@ def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
         widened(n.modality == "will", f"modality: {o.modality} -> {n.modality}")
     for name in sorted(n.qualifiers - o.qualifiers):
         found.append(("qualifier-added", f"qualifier: + {_h(name)}"))
+        if name in EASIER:
+            widened(True, "")
     for name in sorted(o.qualifiers - n.qualifiers):
         found.append(("qualifier-removed", f"qualifier: - {_h(name)}"))
+        if name in EASIER:
+            widened(False, "")
     return found
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .matchers import Context, Matcher
 from .model import SEVERITIES, Flag
-from .text import HEADING_ONLY, Span, _overlap
+from .text import HEADING_ONLY, Span, _overlap, detect_language
 
 # --------------------------------------------------------------------------------------- rules
 
@@ -108,14 +108,17 @@ class RuleSet:
     def hits(self, ctx: Context) -> list[tuple[Rule, Span]]:
         """Every (rule, span) on a clause, for reading its statements sentence by sentence.
 
-        Per category only the language with the most hits in the clause is kept (words shared
+        Only the rules of the clause's language run (detected by its function words; all of
+        them when it cannot be told). Per category only the language with the most hits in the clause is kept (words shared
         between languages, such as "opt-out" or "LLM", must not read a French statement into an
         English clause)."""
+        language = detect_language(ctx.text.folded, self.languages)
         hits = [
             (rule, span)
             for gate, rules in self._by_gate
             if gate is None or ctx.spans(gate)
             for rule in rules
+            if language is None or rule.language == language
             for span in rule.spans(ctx)
         ]
         if not hits:

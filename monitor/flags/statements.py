@@ -76,9 +76,12 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
     text = ctx.text
     groups: dict[tuple[int, str, str], list[tuple[Rule, Span]]] = {}
     for rule, span in hits:
-        index = text.sentence_of(span.start)
         polarity = "any" if rule.category == "opt-out-scope" else rule.polarity
-        groups.setdefault((index, rule.category, polarity), []).append((rule, span))
+        first, last = text.sentence_of(span.start), text.sentence_of(max(span.start, span.end - 1))
+        # A reading that spans sentences ("You can opt out. ... model training") belongs to each
+        # of them: an edit of any one of them is an edit of the statement.
+        for index in range(first, last + 1):
+            groups.setdefault((index, rule.category, polarity), []).append((rule, span))
     out: list[Statement] = []
     choice_sentences = {index for index, category, _ in groups if category == "opt-out-scope"}
     for (index, category, polarity), group in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):

@@ -167,3 +167,29 @@ def sentence_key(folded: str) -> str:
     punctuation, hyphens inside words ("pre-training"), quotes and spacing aside. Link targets
     and emphasis are already gone from the visible text this is built from."""
     return _KEY_NONWORD.sub(" ", _KEY_HYPHEN.sub("", folded.lower())).strip()
+
+
+# Short function words that are frequent in one language and rare in the others: enough to tell
+# the language of a clause, so that only that language's rules read it ("Training" or "AI" are
+# shared words, and a German rule must not read an English clause).
+_STOPWORDS = {
+    "en": frozenset("the and of to we you your our with for is are that this or by may be not from".split()),
+    "fr": frozenset("le la les des et vous nous votre vos du pour sur est sont que une dans pas avec".split()),
+    "de": frozenset("der die das und wir sie ihre ihr den dem des ist sind nicht mit für von zu auf eine".split()),
+    "es": frozenset("el la los las y que usted su sus nuestro nuestros para con por es son del una tu".split()),
+}
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+def detect_language(text: str, languages: tuple[str, ...]) -> str | None:
+    """The most likely of `languages` for a clause, by counting function words; None when no
+    function word of any of them occurs (too short to tell: every language's rules then run)."""
+    counts = {lang: 0 for lang in languages if lang in _STOPWORDS}
+    if not counts:
+        return None
+    for word in _WORDS.findall(text.lower()):
+        for lang in counts:
+            if word in _STOPWORDS[lang]:
+                counts[lang] += 1
+    best = max(counts, key=lambda lang: counts[lang])
+    return best if counts[best] > 0 else None
