@@ -120,6 +120,11 @@ def diff_statements(
         flags.append((_flag(n, kinds, details, "both", before=o), n.clause))
     gone = [o for o in olds if id(o) not in paired_old]
     came = [n for n in news if id(n) not in paired_new]
+    for o, n in _pair_flips(gone, came):  # a promise rewritten into its opposite, clause and all
+        kind = "negated" if n.polarity == "does-not" else "affirmed"
+        flags.append((_flag(n, (kind,), (f"{o.polarity} -> {n.polarity}",), "both", before=o), n.clause))
+        gone.remove(o)
+        came.remove(n)
     if sentences:  # a typo fixed or made ("artifical" -> "artificial") is not a new statement
         gone = [o for o in gone if not any(_typo_variant(o.key, k) for k in sentences.get(o.clause, ((), ()))[1])]
         came = [n for n in came if not any(_typo_variant(n.key, k) for k in sentences.get(n.clause, ((), ()))[0])]
@@ -138,18 +143,22 @@ def diff_statements(
 
 
 def _added(st: Statement, kept: Sequence[Statement], *, removed: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """An opt-out sentence added (or removed) beside an opt-out statement that still stands in
-    the same clause adds (or drops) a condition on that choice: "You can opt out in settings."
-    + "Opting out does not affect training already done." is qualifier-added, and added."""
+    """A statement added (or removed) beside one of its category that still stands in the same
+    clause conditions that one: "We train on your chats." + "If you are under 18, we do not." is
+    an exception (qualifier-added, narrowed); an opt-out sentence beside a standing choice adds
+    its conditions ("Opting out does not affect training already done")."""
     plain = ("removed",) if removed else ("added",)
-    if st.category != "opt-out-scope":
-        return plain, ()
     beside = [k for k in kept if k.clause == st.clause and k.category == st.category]
     if not beside:
         return plain, ()
-    extra = st.qualifiers - frozenset().union(*(k.qualifiers for k in beside))
     kind = "qualifier-removed" if removed else "qualifier-added"
     sign = "-" if removed else "+"
+    if all(k.polarity != st.polarity for k in beside) and st.category != "opt-out-scope":
+        wider = (st.polarity == "does") != removed  # an exception that allows more, or a restriction dropped
+        return (kind, "broadened" if wider else "narrowed", *plain), (f"{'drops' if removed else 'adds'} an exception: {st.sentence[:120]}",)
+    extra = st.qualifiers - frozenset().union(*(k.qualifiers for k in beside))
+    if not extra and st.category != "opt-out-scope":
+        return plain, ()
     details = tuple(f"qualifier: {sign} {_h(q)}" for q in sorted(extra)) or (f"{'drops' if removed else 'adds'}: {st.sentence[:120]}",)
     return (kind, *plain), details
 
@@ -207,6 +216,27 @@ def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[St
         used_n.add(j)
         pairs.append((olds[i], news[j]))
     return pairs
+
+
+def _pair_flips(gone: Sequence[Statement], came: Sequence[Statement]) -> list[tuple[Statement, Statement]]:
+    """Unpaired statements of one category and opposite polarity in neighbouring changes (a
+    clause removed and another added in its place): the most alike first."""
+    scored = []
+    for i, o in enumerate(gone):
+        for j, n in enumerate(came):
+            if o.category == n.category and o.polarity != n.polarity and abs(o.clause - n.clause) <= 2:
+                sim = SequenceMatcher(None, o.words, n.words, autojunk=False).ratio()
+                scored.append((sim, i, j))
+    scored.sort(key=lambda s: (-s[0], s[1], s[2]))
+    used_o: set[int] = set()
+    used_n: set[int] = set()
+    out = []
+    for _, i, j in scored:
+        if i not in used_o and j not in used_n:
+            used_o.add(i)
+            used_n.add(j)
+            out.append((gone[i], came[j]))
+    return out
 
 
 def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
@@ -279,7 +309,7 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
         if _search(extent.get("narrower"), lead):
             found.append(("qualifier-added" if inserted else "qualifier-removed", f"{'adds' if inserted else 'drops'}: {phrase}"))
             found.append(("narrowed" if inserted * sign > 0 or (not inserted and sign < 0) else "broadened", ""))
-        elif _search(extent.get("wider"), lead):
+        elif _search(extent.get("wider"), " ".join([*before, *run])):
             wider = inserted if sign > 0 else not inserted
             found.append(("broadened" if wider else "narrowed", f"{'adds' if inserted else 'drops'}: {phrase}"))
     return found
