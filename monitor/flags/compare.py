@@ -197,6 +197,8 @@ def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[St
             sim = SequenceMatcher(None, o.words, n.words, autojunk=False).ratio()
             if not same_polarity:
                 floor = PAIR_SAME_CLAUSE if same_clause else PAIR_POLARITY
+            elif same_clause and o.category == "opt-out-scope":
+                floor = 0.1  # one choice per clause, however rewritten
             else:
                 floor = PAIR_SAME_CLAUSE if same_clause else PAIR_ACROSS
             if o.signature == n.signature:
@@ -257,22 +259,31 @@ def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
             widened(False, f"model: {_human(n.models, 'any AI')} (was {_human(o.models, 'any AI')})")
         else:
             widened(True, f"model: {_human(n.models, 'any AI')} (was {_human(o.models, 'any AI')})")
-    for facet, label in ((lambda s: s.actors, "actor"), (lambda s: s.data, "data")):
-        for name in sorted(facet(n) - facet(o)):
+    # A facet counts as gained only if the old clause never said it, and as lost only if the new
+    # clause no longer says it: a sentence split in two, or "them" for "your conversations",
+    # moves words between sentences without changing the statement.
+    def gained(kind: str, new: frozenset[str], old: frozenset[str]) -> list[str]:
+        return sorted(x for x in new - old if f"{kind}:{x}" not in o.around)
+
+    def lost(kind: str, new: frozenset[str], old: frozenset[str]) -> list[str]:
+        return sorted(x for x in old - new if f"{kind}:{x}" not in n.around)
+
+    for kind, label, old_set, new_set in (("actor", "actor", o.actors, n.actors), ("data", "data", o.data, n.data)):
+        for name in gained(kind, new_set, old_set):
             widened(True, f"{label}: + {_h(name)}")
-        for name in sorted(facet(o) - facet(n)):
+        for name in lost(kind, new_set, old_set):
             widened(False, f"{label}: - {_h(name)}")
-    for name in sorted(n.limits - o.limits):
+    for name in gained("limit", n.limits, o.limits):
         widened(False, f"limit: + {_h(name)}")
-    for name in sorted(o.limits - n.limits):
+    for name in lost("limit", n.limits, o.limits):
         widened(True, f"limit: - {_h(name)}")
     if o.modality and n.modality and o.modality != n.modality:
         widened(n.modality == "will", f"modality: {o.modality} -> {n.modality}")
-    for name in sorted(n.qualifiers - o.qualifiers):
+    for name in gained("qualifier", n.qualifiers, o.qualifiers):
         found.append(("qualifier-added", f"qualifier: + {_h(name)}"))
         if name in EASIER:
             widened(True, "")
-    for name in sorted(o.qualifiers - n.qualifiers):
+    for name in lost("qualifier", n.qualifiers, o.qualifiers):
         found.append(("qualifier-removed", f"qualifier: - {_h(name)}"))
         if name in EASIER:
             widened(False, "")
@@ -280,6 +291,17 @@ def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
 
 
 _MIN_CONTENT = 4  # letters: shorter words ("the", "our", "and") carry no scope on their own
+_FUNCTION = frozenset(
+    "does will would should could have been being that this these those with from into your their them they also such "
+    "which what when where there than then other only more most some very just".split()
+)
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
 
 
 def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -301,7 +323,8 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
             run, before, other, inserted = old_words[i1:i2], old_words[i1 - 1 : i1], set(new_words), False
         else:
             continue
-        content = [w for w in run if len(w) >= _MIN_CONTENT and w not in other]
+        other_stems = {_stem(w) for w in other}
+        content = [w for w in run if len(w) >= _MIN_CONTENT and w not in _FUNCTION and _stem(w) not in other_stems]
         if len(content) < 2:
             continue
         lead = " ".join([*before, *run[:2]])

@@ -44,6 +44,7 @@ class Statement:
     modality: str | None = None
     qualifiers: frozenset[str] = frozenset()
     clause: int = -1  # which changed clause it came from (set by compare)
+    around: frozenset[str] = field(default=frozenset(), compare=False)  # "kind:name" facets anywhere in the clause
     language: str = "en"
     rules: tuple[str, ...] = field(default=(), compare=False)
 
@@ -90,6 +91,7 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
         rule, span = group[0]
         language = rule.language
         facets = _facets(rules, ctx, language, lo, hi)
+        around = _facets(rules, ctx, language, 0, len(text.folded))
         if index in choice_sentences and category in ("ai-training", "ai-third-party") and _governed(ctx, rules, language, lo, group):
             continue  # "you can object to the use of your data to train AI": the choice is the statement
         if polarity == "any":  # one opt-out statement per sentence: its limits are qualifiers
@@ -116,6 +118,7 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
                 qualifiers=frozenset(facets["qualifier"]),
                 rules=tuple(dict.fromkeys(r.id for r, _ in group)),
                 language=language,
+                around=frozenset(f"{kind}:{name}" for kind, names in around.items() for name in names),
             )
         )
     return _merge_same_sentence(out)
