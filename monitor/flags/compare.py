@@ -120,11 +120,17 @@ def diff_statements(
         flags.append((_flag(n, kinds, details, "both", before=o), n.clause))
     gone = [o for o in olds if id(o) not in paired_old]
     came = [n for n in news if id(n) not in paired_new]
-    for o, n in _pair_flips(gone, came):  # a promise rewritten into its opposite, clause and all
-        kind = "negated" if n.polarity == "does-not" else "affirmed"
-        flags.append((_flag(n, (kind,), (f"{o.polarity} -> {n.polarity}",), "both", before=o), n.clause))
+    for o, n in _pair_leftovers(gone, came):  # a clause removed and another written in its place
+        found = _what_changed(o, n)
+        if found:
+            kinds = tuple(dict.fromkeys(k for k, _ in sorted(found, key=lambda f: CHANGES.index(f[0]))))
+            flags.append((_flag(n, kinds, tuple(d for _, d in found if d), "both", before=o), n.clause))
+        else:
+            reworded.append(Rewording(n.category, o.sentence, n.sentence, n.clause))
         gone.remove(o)
         came.remove(n)
+    kept_old = [*kept, *(o for o, _ in pairs)]
+    kept = [*kept, *(n for _, n in pairs)]
     if sentences:  # a typo fixed or made ("artifical" -> "artificial") is not a new statement
         gone = [o for o in gone if not any(_typo_variant(o.key, k) for k in sentences.get(o.clause, ((), ()))[1])]
         came = [n for n in came if not any(_typo_variant(n.key, k) for k in sentences.get(n.clause, ((), ()))[0])]
@@ -132,7 +138,7 @@ def diff_statements(
         standing = {s.signature for s in new_standing()} if new_standing else set()
         for o in gone:
             if o.signature not in standing:
-                changes, details = _added(o, kept, removed=True)
+                changes, details = _added(o, kept_old, removed=True)
                 flags.append((_flag(o, changes, details, "old", before=o, removed=True), o.clause))
     if came:
         standing = {s.signature for s in old_standing()} if old_standing else set()
@@ -220,15 +226,17 @@ def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[St
     return pairs
 
 
-def _pair_flips(gone: Sequence[Statement], came: Sequence[Statement]) -> list[tuple[Statement, Statement]]:
-    """Unpaired statements of one category and opposite polarity in neighbouring changes (a
-    clause removed and another added in its place): the most alike first."""
+def _pair_leftovers(gone: Sequence[Statement], came: Sequence[Statement]) -> list[tuple[Statement, Statement]]:
+    """Unpaired statements of one category in neighbouring changes (a clause removed and another
+    written in its place): a flip of polarity whatever the wording, the same polarity if the
+    sentences share a fifth of their words; the most alike first."""
     scored = []
     for i, o in enumerate(gone):
         for j, n in enumerate(came):
-            if o.category == n.category and o.polarity != n.polarity and abs(o.clause - n.clause) <= 2:
+            if o.category == n.category and abs(o.clause - n.clause) <= 2:
                 sim = SequenceMatcher(None, o.words, n.words, autojunk=False).ratio()
-                scored.append((sim, i, j))
+                if o.polarity != n.polarity or sim >= 0.2:
+                    scored.append((sim, i, j))
     scored.sort(key=lambda s: (-s[0], s[1], s[2]))
     used_o: set[int] = set()
     used_n: set[int] = set()

@@ -93,10 +93,12 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
         facets = _facets(rules, ctx, language, lo, hi)
         around = _facets(rules, ctx, language, 0, len(text.folded))
         if index in choice_sentences and category in ("ai-training", "ai-third-party") and _governed(ctx, rules, language, lo, group):
-            continue  # "you can object to the use of your data to train AI": the choice is the statement
+            continue  # "you can object to the use of your data to train AI": the choice is the statement (opt-out-scope)
         if polarity == "any":  # one opt-out statement per sentence: its limits are qualifiers
             polarity = "does-not" if any(r.polarity == "does-not" for r, _ in group) else "does"
             facets["qualifier"] |= {r.qualifier for r, _ in group if r.qualifier}
+        if category in ("ai-training", "ai-third-party") and "users" in facets["owner"]:
+            continue  # a rule for users or developers, not a use of their data
         if category == "ai-training" and "others" in facets["owner"] and "ours" not in facets["owner"]:
             category = "ai-third-party"  # only a third party trains: that is sharing for their AI
         actors = facets["actor"] | (facets["named"] if category == "ai-third-party" else set())

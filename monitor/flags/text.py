@@ -65,6 +65,8 @@ _WORD = re.compile(r"\w[\w'-]*")
 # cell separators and line breaks (which is what <br> and list items become).
 _BREAK = re.compile(
     r"(?<!\be\.g)(?<!\bi\.e)(?<!\bincl)(?<!\bvs)(?<!\bca)(?<!\bcf)(?<!\bz\.B)(?<!\bbzw)(?<!\bp\.ex)"
+    r"(?<!\bArt)(?<!\bAbs)(?<!\bNr)(?<!\bff)(?<!\bgem)(?<!\bu\.a)(?<!\bd\.h)(?<!\bsog)(?<!\bNo)(?<!\bSec)"
+    r"(?<!\b\d)(?<!\b\d\d)"  # "am 26. Juni 2024": a German ordinal date, not the end of a sentence
     r"[.!?](?=\s|$)|[;|\n]"
     r"|(?-i:(?<=[a-z]{2})[.!?](?=[A-Z][a-z]))",  # "fraud.To verify": a converter lost the space
     re.I,
@@ -174,7 +176,7 @@ def sentence_key(folded: str) -> str:
 # shared words, and a German rule must not read an English clause).
 _STOPWORDS = {
     "en": frozenset("the and of to we you your our with for is are that this or by may be not from".split()),
-    "fr": frozenset("le la les des et vous nous votre vos du pour sur est sont que une dans pas avec".split()),
+    "fr": frozenset("le la les des et vous nous votre vos du pour sur est sont que une dans pas avec à au aux qu ils leurs ne ces cette".split()),
     "de": frozenset("der die das und wir sie ihre ihr den dem des ist sind nicht mit für von zu auf eine".split()),
     "es": frozenset("el la los las y que usted su sus nuestro nuestros para con por es son del una tu".split()),
 }
@@ -191,5 +193,7 @@ def detect_language(text: str, languages: tuple[str, ...]) -> str | None:
         for lang in counts:
             if word in _STOPWORDS[lang]:
                 counts[lang] += 1
-    best = max(counts, key=lambda lang: counts[lang])
-    return best if counts[best] > 0 else None
+    ranked = sorted(counts.values(), reverse=True)
+    if ranked[0] == 0 or (len(ranked) > 1 and ranked[0] == ranked[1]):
+        return None  # too few function words, or a tie: let every language's rules read it
+    return max(counts, key=lambda lang: counts[lang])
