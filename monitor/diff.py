@@ -329,7 +329,7 @@ def cosmetic_reason(o: Clause, n: Clause) -> str | None:
 
     Link targets and markup, capitalisation, accents, the way a date is written: none of these
     changes what a reader sees said (the new link target is still shown in the word diff)."""
-    if _only_the_date_changed(o, n):
+    if _only_the_date_changed(o, n) or (_short_date_line(o) and _short_date_line(n)):
         return "date line"
     seen_old, seen_new = _seen(o), _seen(n)
     if seen_old == seen_new:
@@ -341,6 +341,11 @@ def cosmetic_reason(o: Clause, n: Clause) -> str | None:
     if _same_date_written_differently(seen_old, seen_new):
         return "date format"
     return None
+
+
+def _short_date_line(clause: Clause) -> bool:
+    """A line that only states a date ("Effective 8 July 2026", "Last updated: 3 May 2027")."""
+    return len(clause.words) <= 8 and is_date_line(clause.plain)
 
 
 def _alone_reason(clause: Clause, duplicate: bool) -> str | None:

@@ -86,7 +86,10 @@ def test_cosmetic_changes() -> None:
     )
     assert tracking.changes == []
     link_target = compare(extract_markdown("See [our FAQ](https://ex.com/faq)."), extract_markdown("See [our FAQ](https://ex.com/ai-faq)."))
-    assert link_target.substantive  # a different page is a different promise
+    # The words a reader sees are the same (issue: "link target or link markup alone" is cosmetic);
+    # the new target is still in the word diff for whoever reads the change.
+    assert not link_target.substantive and [c.reason for c in link_target.changes] == ["link"]
+    assert any(s.op == "insert" and "ai-faq" in s.text for s in link_target.changes[0].spans)
 
 
 def test_silent_update_and_dates() -> None:
@@ -183,3 +186,62 @@ def test_diff_of_stored_versions_and_unknown_ones(tmp_path: Path) -> None:
     for ref, message in (("t@7", "t has versions 1 to 2"), ("t@latest~5", "only 2 version"), ("zz@1", "no versions stored for 'zz'")):
         bad = run_cli("--config", str(config), "diff", ref, "t@2")
         assert bad.code == 2 and message in bad.err, bad.err
+
+
+# ------------------------------------------------------------------ cosmetic: what a reader sees
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        ("See [our help page](https://help.example.com/en/articles/1) for details.",
+         "See [our help page](https://help.example.com/articles/1?lang=en) for details.", "link"),
+        ("Contact our Data Protection Officer for details.",
+         "Contact [our Data Protection Officer](https://example.com/dpo) for details.", "link"),
+        ("We may share data with members of our group.", "We may share data with Members of our group.", "capitalisation"),
+        ("Nous pouvons utiliser les donnees de votre profil.", "Nous pouvons utiliser les données de votre profil.", "diacritics"),
+        ("This policy takes effect on 8 July 2026 for all members.", "This policy takes effect on July 8, 2026 for all members.", "date format"),
+    ],
+)
+def test_edits_a_reader_cannot_see_are_cosmetic(old: str, new: str, reason: str) -> None:
+    result = compare(extract_markdown(f"# Policy\n\n{old}\n\nOther text stays.\n"), extract_markdown(f"# Policy\n\n{new}\n\nOther text stays.\n"))
+    [change] = result.changes
+    assert (change.kind, change.cosmetic, change.reason) == ("modified", True, reason)
+    assert not result.substantive
+
+
+def test_a_rewritten_date_line_is_one_modified_line() -> None:
+    result = compare(
+        extract_markdown("# Policy\n\nEffective 8 July 2026\n\nWe collect data.\n"),
+        extract_markdown("# Policy\n\nLast updated: 3 May 2027\n\nWe collect data.\n"),
+    )
+    [change] = result.changes
+    assert (change.kind, change.cosmetic, change.reason) == ("modified", True, "date line")
+
+
+@pytest.mark.parametrize("label", ["Key Terms", "Table of contents", "Back to top"])
+def test_page_furniture_added_or_removed_is_cosmetic(label: str) -> None:
+    body = "# Policy\n\nWe collect data.\n\nWe use data.\n"
+    with_label = f"# Policy\n\n{label}\n\nWe collect data.\n\nWe use data.\n"
+    for old, new in ((body, with_label), (with_label, body)):
+        [change] = compare(extract_markdown(old), extract_markdown(new)).changes
+        assert (change.cosmetic, change.reason) == (True, "furniture")
+
+
+def test_a_real_word_change_stays_substantive() -> None:
+    result = compare(
+        extract_markdown("# Policy\n\nWe may share data with members of our group.\n"),
+        extract_markdown("# Policy\n\nWe may sell data to members of our group.\n"),
+    )
+    assert result.substantive and result.changes[0].reason is None
+
+
+def test_a_reworded_ai_sentence_is_reported_not_flagged() -> None:
+    result = compare(
+        extract_markdown("# Policy\n\nWe use your posts to train our AI models.\n"),
+        extract_markdown("# Policy\n\nYour posts are used to train our AI models.\n"),
+    )
+    [change] = result.changes
+    assert change.flags == []
+    assert [r["category"] for r in change.reworded] == ["ai-training"]
+    assert change.to_dict()["reworded"][0]["after"].startswith("Your posts are used")
