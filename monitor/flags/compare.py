@@ -10,6 +10,7 @@ in the other version (a copy, or a sentence moved and reworded).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .model import CHANGES, SEVERITIES, Flag
 from .statements import Statement, read_statements
-from .text import Text, sentence_key
+from .text import Text, fold, sentence_key
 
 if TYPE_CHECKING:
     from ..extract import Document
@@ -79,7 +80,8 @@ def compare_documents(
         news.extend(replace(s, clause=index) for s in read_statements(rules, new_text, section))
     if not olds and not news:
         return StatementDiff([], [])
-    new_keys, old_keys = _sentence_keys(new), _sentence_keys(old)
+    new_keys = _sentence_keys(new, [s.key for s in olds])
+    old_keys = _sentence_keys(old, [s.key for s in news])
     kept = [s for s in olds if s.key in new_keys] + [s for s in news if s.key in old_keys]
     olds = [s for s in olds if s.key not in new_keys]
     news = [s for s in news if s.key not in old_keys]
@@ -87,7 +89,7 @@ def compare_documents(
         index: (_clause_keys(old_text), _clause_keys(new_text)) for index, (old_text, new_text, _) in enumerate(changes)
     }
     return diff_statements(
-        olds, news, old_standing=lambda: _document_statements(rules, old), new_standing=lambda: _document_statements(rules, new),
+        olds, news, old_standing=lambda sts: _standing(rules, old, sts), new_standing=lambda sts: _standing(rules, new, sts),
         extents=_extents(rules), kept=kept, sentences=sentences,
     )
 
@@ -96,8 +98,8 @@ def diff_statements(
     olds: Sequence[Statement],
     news: Sequence[Statement],
     *,
-    old_standing: Callable[[], Sequence[Statement]] | None = None,
-    new_standing: Callable[[], Sequence[Statement]] | None = None,
+    old_standing: Callable[[Sequence[Statement]], Sequence[Statement]] | None = None,
+    new_standing: Callable[[Sequence[Statement]], Sequence[Statement]] | None = None,
     extents: Mapping[str, Mapping[str, Any]] | None = None,
     kept: Sequence[Statement] = (),
     sentences: Mapping[int, tuple[list[str], list[str]]] | None = None,
@@ -135,13 +137,13 @@ def diff_statements(
         gone = [o for o in gone if not any(_typo_variant(o.key, k) for k in sentences.get(o.clause, ((), ()))[1])]
         came = [n for n in came if not any(_typo_variant(n.key, k) for k in sentences.get(n.clause, ((), ()))[0])]
     if gone:
-        standing = {s.signature for s in new_standing()} if new_standing else set()
+        standing = {s.signature for s in new_standing(gone)} if new_standing else set()
         for o in gone:
             if o.signature not in standing:
                 changes, details = _added(o, kept_old, removed=True)
                 flags.append((_flag(o, changes, details, "old", before=o, removed=True), o.clause))
     if came:
-        standing = {s.signature for s in old_standing()} if old_standing else set()
+        standing = {s.signature for s in old_standing(came)} if old_standing else set()
         for n in came:
             if n.signature not in standing:
                 flags.append((_flag(n, *_added(n, kept), "new"), n.clause))
@@ -433,18 +435,32 @@ def summary(st: Statement, change: str, details: tuple[str, ...]) -> str:
 # ------------------------------------------------------------------------------ whole documents
 
 
-def _sentence_keys(doc: Document) -> set[str]:
-    keys = set()
+def _sentence_keys(doc: Document, wanted: Sequence[str]) -> set[str]:
+    """The sentence keys of `doc` among `wanted`: only clauses whose text holds the longest
+    words of a wanted sentence are split into sentences (a cheap substring test on the clause's
+    comparison form, already computed by the alignment)."""
+    probes = [sorted(set(key.split()), key=len, reverse=True)[:2] for key in dict.fromkeys(wanted) if key]
+    if not probes:
+        return set()
+    keys: set[str] = set()
     for clause in doc.clauses:
-        text = Text(clause.text)
-        keys.update(sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences)
+        lower = fold(clause.key).lower()
+        if any(all(w in lower for w in words) for words in probes):
+            text = Text(clause.text)
+            keys.update(sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences)
     return keys
 
 
-def _document_statements(rules: RuleSet, doc: Document) -> list[Statement]:
+def _standing(rules: RuleSet, doc: Document, wanted: Sequence[Statement]) -> list[Statement]:
+    """Statements of `doc` that may stand for `wanted` ones: only clauses holding most of the
+    words of a wanted statement's evidence are read (reading every clause of a long policy is
+    most of the cost of a diff, and a statement said elsewhere uses the same key words)."""
+    needles = [[w for w in re.findall(r"\w+", fold(s.evidence).lower()) if len(w) >= 4] for s in wanted]
     out: list[Statement] = []
     for clause in doc.clauses:
-        out.extend(read_statements(rules, clause.text, clause.section_path or None))
+        lower = fold(clause.text).lower()
+        if any(words and sum(w in lower for w in words) * 2 >= len(words) for words in needles):
+            out.extend(read_statements(rules, clause.text, clause.section_path or None))
     return out
 
 
