@@ -331,16 +331,18 @@ def cosmetic_reason(o: Clause, n: Clause) -> str | None:
     changes what a reader sees said (the new link target is still shown in the word diff)."""
     if _only_the_date_changed(o, n) or (_short_date_line(o) and _short_date_line(n)):
         return "date line"
-    seen_old, seen_new = _seen(o), _seen(n)
-    if seen_old == seen_new:
-        return "link"
-    if seen_old.lower() == seen_new.lower():
-        return "capitalisation"
-    if _strip_accents(seen_old).lower() == _strip_accents(seen_new).lower():
+    # Cheap tests on the words already computed for pairing; the visible text only when needed.
+    if o.words == n.words:  # the same words, case aside
+        return "link" if _seen(o) == _seen(n) else "capitalisation"
+    if len(o.words) == len(n.words) and _strip_accents(" ".join(o.words)) == _strip_accents(" ".join(n.words)):
         return "diacritics"
-    if _same_date_written_differently(seen_old, seen_new):
-        return "date format"
+    if abs(len(o.words) - len(n.words)) <= 3 and _YEAR.search(o.text) and _YEAR.search(n.text):
+        if _same_date_written_differently(_seen(o), _seen(n)):
+            return "date format"
     return None
+
+
+_YEAR = re.compile(r"(?:19|20)\d\d")
 
 
 def _short_date_line(clause: Clause) -> bool:

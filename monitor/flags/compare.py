@@ -85,9 +85,7 @@ def compare_documents(
     kept = [s for s in olds if s.key in new_keys] + [s for s in news if s.key in old_keys]
     olds = [s for s in olds if s.key not in new_keys]
     news = [s for s in news if s.key not in old_keys]
-    sentences = {
-        index: (_clause_keys(old_text), _clause_keys(new_text)) for index, (old_text, new_text, _) in enumerate(changes)
-    }
+    sentences = _LazyKeys(changes)
     return diff_statements(
         olds, news, old_standing=lambda sts: _standing(rules, old, sts), new_standing=lambda sts: _standing(rules, new, sts),
         extents=_extents(rules), kept=kept, sentences=sentences,
@@ -180,6 +178,21 @@ def _typo_variant(a: str, b: str) -> bool:
         return False
     diffs = [(x, y) for x, y in zip(wa, wb) if x != y]
     return 0 < len(diffs) <= 2 and all(SequenceMatcher(None, x, y).ratio() >= 0.75 and len(x) >= 4 for x, y in diffs)
+
+
+class _LazyKeys(dict):  # type: ignore[type-arg]
+    """change index -> (old sentence keys, new sentence keys), split only when asked for (the
+    typo test needs them for the few statements left unpaired)."""
+
+    def __init__(self, changes: Sequence[tuple[str | None, str | None, str | None]]):
+        super().__init__()
+        self.changes = changes
+
+    def get(self, index: int, default: Any = None) -> Any:  # noqa: D102
+        if index not in self and 0 <= index < len(self.changes):
+            old_text, new_text, _ = self.changes[index]
+            self[index] = (_clause_keys(old_text), _clause_keys(new_text))
+        return super().get(index, default)
 
 
 def _clause_keys(markdown: str | None) -> list[str]:

@@ -63,7 +63,7 @@ class RuleSet:
     facets: Mapping[str, Mapping[str, Mapping[str, Matcher]]] = field(default_factory=dict)
     """language -> facet kind (actor, data, limit, modality, qualifier, owner) -> name -> pattern."""
 
-    @property
+    @functools.cached_property
     def languages(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.language for r in self.rules))
 

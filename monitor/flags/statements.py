@@ -85,13 +85,16 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
             groups.setdefault((index, rule.category, polarity), []).append((rule, span))
     out: list[Statement] = []
     choice_sentences = {index for index, category, _ in groups if category == "opt-out-scope"}
+    arounds: dict[str, dict[str, set[str]]] = {}  # the clause's facets, once per language
     for (index, category, polarity), group in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
         lo, hi = text.sentences[index]
         group.sort(key=lambda h: (-SEVERITIES.index(h[0].severity), h[1].start))
         rule, span = group[0]
         language = rule.language
         facets = _facets(rules, ctx, language, lo, hi)
-        around = _facets(rules, ctx, language, 0, len(text.folded))
+        if language not in arounds:
+            arounds[language] = _facets(rules, ctx, language, 0, len(text.folded))
+        around = arounds[language]
         if index in choice_sentences and category in ("ai-training", "ai-third-party") and _governed(ctx, rules, language, lo, group):
             continue  # "you can object to the use of your data to train AI": the choice is the statement (opt-out-scope)
         if polarity == "any":  # one opt-out statement per sentence: its limits are qualifiers
