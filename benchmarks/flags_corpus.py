@@ -1,10 +1,13 @@
-"""Diff and flags over the real corpus, and diff speed against `git diff --word-diff`.
+"""Flag quality and diff speed, on labelled cases and on the real corpus.
 
-For every consecutive pair of versions in ../shared/corpus/ota (per service and document),
-prints the number of changed clauses, whether the change is substantive, the flags raised
-and the time taken. Then times diff + flags for the LinkedIn 2024-08-01 / 2024-09-19 pair
-(about 50 KB each) in-process, side by side with `git diff --no-index --word-diff` on the
-same two files. Budget: at most 3 times git's time (best of several runs each).
+Quality (targets from the flag issue: precision and recall >= 0.97):
+- the labelled suite (tests/flag_suite, written from real changes; the rules were tuned on it),
+- the held-out set (tests/flag_holdout, written apart from the rules: the honest estimate),
+- the hand labels of every consecutive pair of ../shared/corpus/ota (tests/corpus_labels.yaml),
+- flags per 100 corpus pairs whose sentence did not change (target 0).
+Then the corpus table (changed clauses, substantive, flags, ms per pair), and the speed of diff +
+flags on the LinkedIn 2024-08-01 / 2024-09-19 pair side by side with `git diff --no-index
+--word-diff` (budget: 3 times git's time, best of several runs each).
 
     python benchmarks/flags_corpus.py [--quiet]
 """
@@ -18,38 +21,54 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import CORPUS, Figure, best_of, corpus_markdown_files, print_table
+from common import CORPUS, ROOT, Figure, best_of, print_table
 
 NAME = "diff-flags"
 PAIR = ("LinkedIn/Privacy Policy/2024-08-01T18-10-11Z.md", "LinkedIn/Privacy Policy/2024-09-19T06-10-13Z.md")
+TARGET = 0.97
 
 
-def corpus_pairs() -> list[tuple[Path, Path]]:
-    by_doc: dict[Path, list[Path]] = {}
-    for path in corpus_markdown_files():
-        by_doc.setdefault(path.parent, []).append(path)
-    pairs = []
-    for files in by_doc.values():
-        files.sort(key=lambda p: p.name)
-        pairs.extend(zip(files, files[1:]))
-    return sorted(pairs)
-
-
-def corpus_table(say=print) -> list[Figure]:
+def quality(say=print) -> list[Figure]:
     from monitor.diff import compare
     from monitor.extract import extract_file
     from monitor.flags import load_rules
+    from monitor.flags.evaluate import (
+        corpus_pairs,
+        load_corpus_labels,
+        load_suite,
+        score_corpus,
+        score_suite,
+        unchanged_sentence_flags,
+    )
 
     rules = load_rules()
+    figures = []
+    for label, folder in (("labelled suite", "flag_suite"), ("held-out set", "flag_holdout")):
+        cases = load_suite(ROOT / "tests" / folder)
+        if not cases:
+            continue
+        score = score_suite(rules, cases)
+        figures += [
+            Figure(NAME, f"{label}: cases", len(cases), "cases"),
+            Figure.check(NAME, f"{label}: precision", score.precision, "", ">=", TARGET),
+            Figure.check(NAME, f"{label}: recall", score.recall, "", ">=", TARGET),
+        ]
+    labels = load_corpus_labels(ROOT / "tests" / "corpus_labels.yaml")
+    score = score_corpus(rules, CORPUS, labels)
+    figures += [
+        Figure.check(NAME, "corpus labels: precision", score.precision, "", ">=", TARGET),
+        Figure.check(NAME, "corpus labels: recall", score.recall, "", ">=", TARGET),
+    ]
     rows = [("document", "old -> new", "changed", "substantive", "flags", "ms")]
-    total_ms, flagged = 0.0, 0
-    for old, new in corpus_pairs():
+    results = []
+    total_ms = 0.0
+    for old, new in corpus_pairs(CORPUS):
         start = time.perf_counter()
         result = compare(extract_file(old), extract_file(new), rules=rules)
         ms = (time.perf_counter() - start) * 1000
         total_ms += ms
-        counts = Counter(f.category for f in result.flags)
-        flagged += bool(counts)
+        results.append((old, new, result))
+        counts = Counter(f"{f.category}/{f.change}" for f in result.flags)
         rows.append((
             str(old.parent.relative_to(CORPUS)), f"{old.name[:10]} -> {new.name[:10]}",
             str(sum(1 for c in result.changes if not c.cosmetic)), "yes" if result.substantive else "no",
@@ -60,10 +79,15 @@ def corpus_table(say=print) -> list[Figure]:
         say("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         if index == 0:
             say("  ".join("-" * w for w in widths))
-    pairs = len(rows) - 1
-    return [
+    pairs = len(results)
+    unchanged = unchanged_sentence_flags(results)
+    for line in unchanged:
+        say(f"flag on an unchanged sentence: {line}")
+    return figures + [
         Figure(NAME, "corpus pairs diffed (extraction included)", pairs, "pairs"),
-        Figure(NAME, "corpus pairs with flags", flagged, "pairs"),
+        Figure(NAME, "corpus pairs with flags", sum(1 for _, _, r in results if r.flags), "pairs"),
+        Figure(NAME, "flags per corpus pair, all", sum(len(r.flags) for _, _, r in results) / pairs, "flags"),
+        Figure.check(NAME, "flags on unchanged sentences per 100 pairs", 100 * len(unchanged) / pairs, "flags", "<=", 0),
         Figure(NAME, "mean time per corpus pair", total_ms / pairs, "ms"),
     ]
 
@@ -77,6 +101,7 @@ def speed(runs: int = 7) -> list[Figure]:
     rules = load_rules()
     old_doc, new_doc = extract_file(old_path), extract_file(new_path)
     ours = best_of(runs, lambda: compare(old_doc, new_doc, rules=rules))
+    no_flags = best_of(runs, lambda: compare(old_doc, new_doc, flag=False))
     with_parsing = best_of(runs, lambda: compare(extract_file(old_path), extract_file(new_path), rules=rules))
 
     def git() -> None:
@@ -92,6 +117,7 @@ def speed(runs: int = 7) -> list[Figure]:
     process = best_of(5, whole_process)
     return [
         Figure(NAME, "diff + flags, LinkedIn 2024-08-01/09-19", ours * 1000, "ms"),
+        Figure(NAME, "diff alone (no flags), same pair", no_flags * 1000, "ms"),
         Figure(NAME, "same, parsing both files included", with_parsing * 1000, "ms"),
         Figure(NAME, "git diff --no-index --word-diff, same files", theirs * 1000, "ms"),
         Figure.check(NAME, "diff + flags / git word-diff", ours / theirs, "x", "<=", 3),
@@ -100,7 +126,7 @@ def speed(runs: int = 7) -> list[Figure]:
 
 
 def run(say=print) -> list[Figure]:
-    return corpus_table(say) + speed()
+    return quality(say) + speed()
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ flags_corpus.py prints the figures against it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,14 @@ import pytest
 from monitor.diff import compare
 from monitor.extract import extract_file
 from monitor.flags import RuleSet, load_rules
-from monitor.flags.evaluate import corpus_pairs, load_corpus_labels, load_suite, score_corpus, score_suite
-from monitor.flags.text import Text, sentence_key
+from monitor.flags.evaluate import (
+    corpus_pairs,
+    load_corpus_labels,
+    load_suite,
+    score_corpus,
+    score_suite,
+    unchanged_sentence_flags,
+)
 
 from .conftest import CORPUS
 
@@ -89,35 +94,6 @@ def test_corpus_labels_cover_every_pair_and_score(rules: RuleSet) -> None:
 
 
 # ------------------------------------------------------------------------------- the real corpus
-
-
-def _keys(path: Path) -> set[str]:
-    keys = set()
-    for clause in extract_file(path).clauses:
-        text = Text(clause.text)
-        keys.update(sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences)
-    return keys
-
-
-def _key(sentence: str | None) -> str:
-    text = Text(sentence or "")
-    return " ".join(sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences)
-
-
-def unchanged_sentence_flags(results: list[tuple[Path, Path, object]]) -> Iterator[str]:
-    """Flags whose sentence reads the same on the other side: an added statement whose sentence
-    the old version already had, a removed one the new version still has, an altered one whose
-    words did not change."""
-    for old, new, result in results:
-        old_keys, new_keys = _keys(old), _keys(new)
-        for flag in result.flags:  # type: ignore[attr-defined]
-            where = f"{old.parent.name} {old.stem}->{new.stem} {flag.category}/{flag.change}"
-            if flag.side == "new" and _key(flag.after) in old_keys:
-                yield f"{where}: {flag.after!r}"
-            elif flag.side == "old" and _key(flag.before) in new_keys:
-                yield f"{where}: {flag.before!r}"
-            elif flag.side == "both" and _key(flag.before) == _key(flag.after):
-                yield f"{where}: {flag.after!r}"
 
 
 def test_no_flag_on_a_sentence_that_did_not_change(corpus_results: list[tuple[Path, Path, object]]) -> None:

@@ -192,3 +192,37 @@ def describe(outcomes: Sequence[Outcome]) -> list[str]:
         for f in o.flags:
             lines.append(f"    {f.category}/{','.join(f.changes or (f.change,))} {f.rule}: {f.details} | {(f.after or f.before or '')[:160]}")
     return lines
+
+
+def unchanged_sentence_flags(results: Iterable[tuple[Path, Path, Any]]) -> list[str]:
+    """Flags whose sentence reads the same on the other side (target: none): an added statement
+    whose sentence the old version already had, a removed one the new version still has, an
+    altered one whose words did not change. `results` are (old file, new file, DiffResult)."""
+    from ..extract import extract_file
+    from .text import Text, sentence_key
+
+    def keys(path: Path) -> set[str]:
+        out = set()
+        for clause in extract_file(path).clauses:
+            text = Text(clause.text)
+            out.update(sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences)
+        return out
+
+    def key(sentence: str | None) -> str:
+        text = Text(sentence or "")
+        return " ".join(sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences)
+
+    found = []
+    for old, new, result in results:
+        if not result.flags:
+            continue
+        old_keys, new_keys = keys(old), keys(new)
+        for flag in result.flags:
+            where = f"{old.parent.name} {old.stem}->{new.stem} {flag.category}/{flag.change}"
+            if flag.side == "new" and key(flag.after) in old_keys:
+                found.append(f"{where}: {flag.after!r}")
+            elif flag.side == "old" and key(flag.before) in new_keys:
+                found.append(f"{where}: {flag.before!r}")
+            elif flag.side == "both" and key(flag.before) == key(flag.after):
+                found.append(f"{where}: {flag.after!r}")
+    return found
