@@ -62,10 +62,17 @@ def query_changes(store: Store, query: ReportQuery, *, diff: bool = True, html: 
     Filters on the summary columns, which the indexes on detected_at and target serve;
     nothing is parsed here, and only the large columns asked for are read (`diff`, the JSON;
     `html`, the pre-rendered clauses), so a report over thousands of changes stays fast."""
+    # A change re-evaluated by `monitor reflag` is reported with its latest evaluation (e); the
+    # change row keeps what was detected and alerted at the time.
     columns = [
         "c.id", "c.target_id", "c.old_version_id", "c.new_version_id", "c.old_seq", "c.new_seq", "c.detected_at",
-        "c.observed_at", "c.substantive", "c.n_changes", "c.n_flags", "c.categories", "c.max_severity", "c.signals",
-        "c.summary", "c.reviewed_at", "c.html_version",
+        "c.observed_at", "coalesce(e.substantive, c.substantive) as substantive",
+        "coalesce(e.n_changes, c.n_changes) as n_changes", "coalesce(e.n_flags, c.n_flags) as n_flags",
+        "case when e.id is null then c.categories else e.categories end as categories",
+        "case when e.id is null then c.max_severity else e.max_severity end as max_severity", "c.signals",
+        "coalesce(e.summary, c.summary) as summary", "c.reviewed_at",
+        "case when e.id is null then c.html_version end as html_version", "e.id as evaluation_id",
+        "e.evaluated_at as evaluated_at",
     ]
     where = ["c.superseded_by is null"]
     params: list[Any] = []
@@ -76,12 +83,13 @@ def query_changes(store: Store, query: ReportQuery, *, diff: bool = True, html: 
         where.append(f"c.target_id in ({', '.join('?' for _ in query.targets)})")
         params.extend(query.targets)
     if query.flagged:
-        where.append("c.n_flags > 0")
+        where.append("coalesce(e.n_flags, c.n_flags) > 0")
     if query.categories:
-        where.append("(" + " or ".join("(',' || c.categories || ',') like ?" for _ in query.categories) + ")")
+        categories = "(case when e.id is null then c.categories else e.categories end)"
+        where.append("(" + " or ".join(f"(',' || {categories} || ',') like ?" for _ in query.categories) + ")")
         params.extend(f"%,{category},%" for category in query.categories)
     if not query.include_cosmetic:
-        where.append("c.substantive = 1")
+        where.append("coalesce(e.substantive, c.substantive) = 1")
     sql = f"""
         select {", ".join(columns)}, t.service, t.document, t.url,
                o.effective_date as old_effective, n.effective_date as new_effective,
@@ -90,8 +98,9 @@ def query_changes(store: Store, query: ReportQuery, *, diff: bool = True, html: 
         join targets t on t.id = c.target_id
         join versions o on o.id = c.old_version_id
         join versions n on n.id = c.new_version_id
+        left join evaluations e on e.id = (select max(id) from evaluations where change_id = c.id)
         where {' and '.join(where)}
-        order by substr(c.detected_at, 1, 10) desc, (c.n_flags > 0) desc, c.observed_at desc, c.id desc
+        order by substr(c.detected_at, 1, 10) desc, (coalesce(e.n_flags, c.n_flags) > 0) desc, c.observed_at desc, c.id desc
     """  # noqa: S608 - only placeholders are interpolated
     if query.limit:
         sql += f" limit {int(query.limit)}"
@@ -107,6 +116,15 @@ def query_changes(store: Store, query: ReportQuery, *, diff: bool = True, html: 
             marks = ", ".join("?" for _ in chunk)
             for found in store.db.execute(f"select id, {', '.join(wanted)} from changes where id in ({marks})", chunk):  # noqa: S608
                 by_id[found[0]].update(zip(wanted, found[1:]))
+        evaluated = {row["evaluation_id"]: row for row in rows if row.get("evaluation_id")}
+        if evaluated and "diff" in wanted:
+            for start in range(0, len(evaluated), 500):
+                chunk = list(evaluated)[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                for eid, text in store.db.execute(f"select id, diff from evaluations where id in ({marks})", chunk):  # noqa: S608
+                    evaluated[eid]["diff"] = text
+        for row in evaluated.values():
+            row["html"] = None  # the cached clause HTML shows the old flags: render from the evaluation
     return rows
 
 
@@ -129,6 +147,7 @@ def _entry_meta(row: dict[str, Any]) -> dict[str, Any]:
         "provenance": row.get("provenance") or "live",
         "reviewed_at": row.get("reviewed_at"),
         "summary": row.get("summary"),
+        "evaluated_at": row.get("evaluated_at"),
     }
 
 

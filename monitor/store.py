@@ -224,7 +224,11 @@ class Store:
 
     def _ensure_schema(self) -> None:
         db = self.db
-        if "meta" in db.table_names() and self.get_meta("schema_version") == str(SCHEMA_VERSION):
+        tables = db.table_names()
+        if "meta" in tables and self.get_meta("schema_version") == str(SCHEMA_VERSION):
+            if "evaluations" not in tables:  # stores made before `monitor reflag` existed
+                with self.write():
+                    self._ensure_evaluations()
             return
         with self.write():
             db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
@@ -297,6 +301,7 @@ class Store:
                 ("alerts", ["state", "next_attempt_at"], False),
             ):
                 db[table].create_index(columns, unique=unique, if_not_exists=True)
+            self._ensure_evaluations()
             db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
             if self.get_meta("store_id") is None:
                 db["meta"].upsert({"key": "store_id", "value": os.urandom(8).hex()}, pk="key")
@@ -634,6 +639,50 @@ class Store:
         if not rows:
             raise InputError(f"no change with id {change_id}; list them with `monitor report` or `monitor history TARGET`")
         return rows[0]
+
+    # ------------------------------------------------------------------ re-evaluations
+
+    def _ensure_evaluations(self) -> None:
+        """Flags recomputed by newer rules (`monitor reflag`) are kept beside the change's own:
+        what was alerted stays as it was, and reports read the latest evaluation."""
+        self.db["evaluations"].create(
+            {
+                "id": int, "change_id": int, "evaluated_at": str, "rules": str, "substantive": int,
+                "n_changes": int, "n_flags": int, "categories": str, "max_severity": str, "summary": str,
+                "diff": str,
+            },
+            pk="id",
+            foreign_keys=[("change_id", "changes", "id")],
+            if_not_exists=True,
+        )
+        self.db["evaluations"].create_index(["change_id"], if_not_exists=True)
+
+    def latest_evaluation(self, change_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from evaluations where change_id = ? order by id desc limit 1", [change_id]))
+        return rows[0] if rows else None
+
+    def add_evaluation(self, change_id: int, result: DiffResult, *, rules: str, evaluated_at: str | None = None) -> int:
+        """Record a new evaluation of a stored change (nothing of the change is overwritten)."""
+        from .diff import summary_line
+        from .targets import SEVERITIES
+
+        flags = result.flags
+        severities = [f.severity for f in flags]
+        row = {
+            "change_id": change_id, "evaluated_at": evaluated_at or utcnow(), "rules": rules,
+            "substantive": int(result.substantive), "n_changes": sum(1 for c in result.changes if not c.cosmetic),
+            "n_flags": len(flags), "categories": ",".join(sorted({f.category for f in flags})) or None,
+            "max_severity": max(severities, key=SEVERITIES.index) if severities else None,
+            "summary": summary_line(result), "diff": json.dumps(result.to_dict(), ensure_ascii=False),
+        }
+        with self.write():
+            return int(self.db["evaluations"].insert(row).last_pk)
+
+    def version_by_id(self, version_id: int) -> Version:
+        rows = list(self.db.query("select * from versions where id = ?", [version_id]))
+        if not rows:
+            raise InputError(f"no version with id {version_id}")
+        return Version.from_row(rows[0])
 
     def add_alerts(self, rows: Sequence[dict[str, Any]]) -> None:
         now = utcnow()

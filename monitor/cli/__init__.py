@@ -12,7 +12,7 @@ COMMAND_MODULES = (
     "capture",  # check, validate, doctor, verify, browser
     "diff_cmd",  # diff
     "daemon_cmd",  # run, status
-    "review",  # report, history, show
+    "review",  # report, history, show, reflag
     "alerts_cmd",  # alerts test|list|retry
     "import_cmd",  # import wayback|ota
     "demo_cmd",  # demo

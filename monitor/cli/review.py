@@ -152,3 +152,55 @@ def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | N
             text += f"  {entry['url']}\n"
     write_output(text, output)
     return 0
+
+
+@cli.command()
+@config_option
+@click.argument("target_ids", nargs=-1, metavar="[TARGET_ID]...")
+@click.option("--dry-run", is_flag=True, help="Show what would change; record nothing.")
+@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_state
+def reflag(state: State, target_ids: tuple[str, ...], dry_run: bool, fmt: str) -> int:
+    """Recompute the flags of stored changes with the current rules.
+
+    Each change is diffed again from its two stored texts. When its flags differ from the
+    latest evaluation, the new one is recorded beside the change: nothing stored is
+    overwritten (the change as detected and alerted stays provable), and `monitor report`
+    shows the latest evaluation. Run it after upgrading the monitor or editing the rules.
+
+    \b
+    Examples:
+      monitor reflag                            every target
+      monitor reflag linkedin-privacy-policy    one target
+      monitor reflag --dry-run                  what would change, recording nothing
+      monitor reflag --format json | jq '.changes[] | select(.recorded)'
+
+    Exit status: 0 (also when nothing changed), 2 for an unknown target id.
+    """
+    from ..flags import load_rules
+    from ..reflag import reflag as run_reflag
+
+    config = state.config()
+    for target_id in target_ids:
+        config.target(target_id)  # unknown ids are a usage error
+    with state.store() as store:
+        report = run_reflag(store, load_rules(strict=False), target_ids, dry_run=dry_run)
+    if fmt == "json":
+        click.echo(json.dumps({
+            "dry_run": dry_run,
+            "changes": [
+                {"id": c.change_id, "target": c.target_id, "old_version": c.old_seq, "new_version": c.new_seq,
+                 "before": list(c.before), "after": list(c.after), "recorded": c.recorded}
+                for c in report.changes
+            ],
+            "recorded": report.recorded,
+        }, indent=2))
+        return 0
+    for c in report.changes:
+        if c.recorded:
+            before = ", ".join(c.before) or "no flags"
+            after = ", ".join(c.after) or "no flags"
+            click.echo(f"#{c.change_id} {c.target_id} @{c.old_seq}->@{c.new_seq}: {before} -> {after}")
+    verb = "would record" if dry_run else "recorded"
+    click.echo(f"{len(report.changes)} changes re-evaluated; {verb} {report.recorded} new evaluation{'s' if report.recorded != 1 else ''}.")
+    return 0
