@@ -243,5 +243,7 @@ def key_change_lines(result: DemoResult) -> list[str]:
     for change in entry["changes"]:
         for flag in change.get("flags") or []:
             if flag["category"] in ("ai-training", "ai-third-party", "opt-out-scope"):
-                lines.append(f"  ⚑ {flag['category']} ({flag['severity']}): “{flag['evidence']}”")
+                lines.append(f"  ⚑ {flag['category']} ({flag['severity']}, {flag.get('change') or flag['side']}): “{flag['evidence']}”")
+                if flag.get("summary"):
+                    lines.append(f"    {flag['summary']}")
     return lines

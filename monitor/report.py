@@ -267,6 +267,12 @@ class _Styles:
         return self._wrap("1;33", text)
 
 
+def _what(flag: dict[str, Any]) -> str:
+    """What happened to the flagged statement ("added", "qualifier-removed"); flags stored
+    before statements were compared only say on which side their words were."""
+    return str(flag.get("change") or flag["side"])
+
+
 def _clean_terminal(text: str) -> str:
     """Captured text never carries terminal control sequences to the screen."""
     return re.sub(r"[\x00-\x08\x0b-\x1f\x7f\x9b]", "", text)
@@ -278,7 +284,9 @@ def render_change_text(change: dict[str, Any], styles: _Styles, *, max_chars: in
     label = change["kind"] + (f" (cosmetic: {change['reason']})" if change["cosmetic"] else "")
     lines.append(styles.bold(f"  ~ {label}{section}"))
     for flag in change.get("flags") or []:
-        lines.append(styles.flag(f"    ⚑ {flag['category']} ({flag['severity']}, {flag['side']}) {flag['rule']}: “{_clean_terminal(flag['evidence'])}”"))
+        lines.append(styles.flag(f"    ⚑ {flag['category']} ({flag['severity']}, {_what(flag)}) {flag['rule']}: “{_clean_terminal(flag['evidence'])}”"))
+        if flag.get("summary"):
+            lines.append(styles.flag(f"      {_clean_terminal(flag['summary'])}"))
     if change["kind"] == "modified" and change.get("spans"):
         body = "".join(
             styles.insert(_clean_terminal(span_readable(s["text"], "insert"))) if s["op"] == "insert"
@@ -354,7 +362,9 @@ def render_diff_markdown(diff: dict[str, Any], *, title: str | None = None, leve
         out.append(f"{h}# {change['kind']}{section}")
         out.append("")
         for flag in change.get("flags") or []:
-            out.append(f"> **{flag['category']}** ({flag['severity']}, {flag['side']}, `{flag['rule']}`): “{_md_escape(flag['evidence'])}”")
+            out.append(f"> **{flag['category']}** ({flag['severity']}, {_what(flag)}, `{flag['rule']}`): “{_md_escape(flag['evidence'])}”")
+            if flag.get("summary"):
+                out.append(f"> {_md_escape(flag['summary'])}")
             out.append(">")
         if change["kind"] == "modified":
             text = "".join(
@@ -444,7 +454,9 @@ def _clause_html(change: dict[str, Any], *, side_by_side: bool = False) -> str:
     for flag in flags:
         parts.append(
             f'<div class="evidence"><span class="tag {_e(flag["severity"])}">{_e(flag["category"])}</span>'
-            f'“{_e(flag["evidence"])}” <span class="muted">({_e(flag["side"])}, {_e(flag["rule"])})</span></div>'
+            f'“{_e(flag["evidence"])}” <span class="muted">({_e(_what(flag))}, {_e(flag["rule"])})</span>'
+            + (f'<br>{_e(flag["summary"])}' if flag.get("summary") else "")
+            + "</div>"
         )
     if change["kind"] == "modified" and side_by_side:
         old = "".join(f"<del>{_e(span_readable(s['text'], 'delete'))}</del>" if s["op"] == "delete" else _e(span_readable(s["text"], "equal")) for s in change["spans"] if s["op"] != "insert")
@@ -468,7 +480,7 @@ def _clause_html(change: dict[str, Any], *, side_by_side: bool = False) -> str:
     return "".join(parts)
 
 
-RENDER_VERSION = 1  # bump when clauses_html changes, so cached fragments are re-rendered
+RENDER_VERSION = 2  # bump when clauses_html changes, so cached fragments are re-rendered
 
 
 def clauses_html(diff: dict[str, Any], *, side_by_side: bool = False) -> str:

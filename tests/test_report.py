@@ -79,7 +79,8 @@ def test_mark_reviewed_then_only_new_changes(history: Path, site: Site) -> None:
 def test_text_and_markdown_reports(history: Path) -> None:
     text = run_cli("--config", str(history), "report", "--all")
     assert text.code == 0
-    assert "⚑ ai-training (high, new)" in text.out
+    assert "⚑ ai-training (high, added)" in text.out  # what happened to the statement
+    assert "      Now says it" in text.out  # and its one-line summary
     assert "{+" + AI_CLAUSE + "+}" in text.out  # not a terminal: plain markers, no colour codes
     assert "\x1b[" not in text.out
     markdown = run_cli("--config", str(history), "report", "--all", "--format", "markdown")
