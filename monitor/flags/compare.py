@@ -80,6 +80,10 @@ def compare_documents(
         news.extend(replace(s, clause=index) for s in read_statements(rules, new_text, section))
     if not olds and not news:
         return StatementDiff([], [])
+    own = _own_name(rules, new) or _own_name(rules, old)
+    if own:  # the platform naming itself is not a party it shares with
+        olds = [replace(s, actors=s.actors - {own}) for s in olds]
+        news = [replace(s, actors=s.actors - {own}) for s in news]
     new_keys = _sentence_keys(new, [s.key for s in olds])
     old_keys = _sentence_keys(old, [s.key for s in news])
     kept = [s for s in olds if s.key in new_keys] + [s for s in news if s.key in old_keys]
@@ -407,7 +411,10 @@ def _human(names: frozenset[str], default: str) -> str:
 def claim(st: Statement) -> str:
     """What the statement says, as a verb phrase after "it" ("may use public posts to train AI")."""
     data = _human(st.data, "your data")
-    limits = f" ({_human(st.limits, '')})" if st.limits else ""
+    if "public" in st.limits:
+        data = "public " + (data if st.data else "content")
+    rest = st.limits - {"public"}
+    limits = f" ({_human(rest, '')})" if rest else ""
     hedge = "may " if st.modality == "may" else ""
     negative = st.polarity == "does-not"
     if st.category == "ai-training":
@@ -462,6 +469,22 @@ def _sentence_keys(doc: Document, wanted: Sequence[str]) -> set[str]:
             text = Text(clause.text)
             keys.update(sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences)
     return keys
+
+
+def _own_name(rules: RuleSet, doc: Document) -> str | None:
+    """The company or product a document names far more often than any other: itself
+    (LinkedIn in LinkedIn's policy, where Microsoft is a party it shares with)."""
+    from collections import Counter
+
+    node = rules.facets.get("*", {}).get("actor", {}).get("named")
+    regex = getattr(node, "regex", None)
+    if regex is None:
+        return None
+    counts = Counter(" ".join(m.group(0).split()) for clause in doc.clauses for m in regex.finditer(clause.text))
+    ranked = counts.most_common(2)
+    if not ranked or ranked[0][1] < 5 or (len(ranked) > 1 and ranked[0][1] < 3 * ranked[1][1]):
+        return None
+    return ranked[0][0]
 
 
 def _standing(rules: RuleSet, doc: Document, wanted: Sequence[Statement]) -> list[Statement]:
