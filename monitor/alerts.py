@@ -286,9 +286,14 @@ def channel(name: str) -> Callable[[ChannelSender], ChannelSender]:
     return register
 
 
-def deliver_pending(store: Store, config: Config, *, now: datetime | None = None) -> DeliveryReport:
+def deliver_pending(
+    store: Store, config: Config, *, now: datetime | None = None, stopping: Callable[[], bool] = lambda: False,
+) -> DeliveryReport:
     """Deliver every due alert once. Safe to run from several processes or threads at once,
-    each with its own Store: rows are claimed transactionally before anything is sent."""
+    each with its own Store: rows are claimed transactionally before anything is sent.
+
+    `stopping` is asked before each new message: a stopping daemon lets the message in
+    flight finish and be recorded, but starts no other."""
     now = now or _utcnow()
     delivery = Delivery(config, store, now)
     report = DeliveryReport()
@@ -296,6 +301,8 @@ def deliver_pending(store: Store, config: Config, *, now: datetime | None = None
     batches, held = _batches(store, config.alerts, due, now)
     down: dict[str, str] = {}  # channel -> error, once a channel fails this run
     for batch in batches:
+        if stopping():
+            break
         if batch.channel in down:
             _defer(store, batch, down[batch.channel], now)
             continue

@@ -160,7 +160,7 @@ class Daemon:
         self._signals = 0
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._config_mtime = self._mtime()
-        self._alerts_wakeup = asyncio.Event()
+        self.sender: AlertSender | None = None
         self.scheduler: Any = None
         self.store: Store | None = None
         self.ctx: CheckContext | None = None
@@ -192,8 +192,7 @@ class Daemon:
                 asyncio.create_task(self._heartbeat()),
                 asyncio.create_task(self._watch_config()),
             ]
-            if self.deliver_alerts:
-                background.append(asyncio.create_task(self._sender()))
+            self._start_sender()
             await self._stop.wait()
         finally:
             await self._shutdown(background, fetcher)
@@ -201,14 +200,19 @@ class Daemon:
         return 0
 
     async def _shutdown(self, background: list[asyncio.Task[Any]], fetcher: Any) -> None:
-        """Stop scheduling, let in-flight checks finish (database writes never straddle an
-        await, so cancelling a check cannot leave half a version), close the browser."""
+        """Stop scheduling and sending, let in-flight checks finish (database writes never
+        straddle an await, so cancelling a check cannot leave half a version), let the
+        message in flight be recorded, close the browser, and only then the store."""
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 self.scheduler.shutdown(wait=False)
+        if self.sender is not None:
+            self.sender.stop()
         running = [t for t in self._running.values() if not t.done()]
+        sending = self.sender is not None and self.sender.busy
+        if running or sending:
+            self.log("daemon-stopping", in_flight=len(running), sending=sending or None)
         if running:
-            self.log("daemon-stopping", in_flight=len(running))
             _, pending = await asyncio.wait(running, timeout=STOP_GRACE_SECONDS / 2)
             for task in pending:
                 task.cancel()
@@ -216,6 +220,11 @@ class Daemon:
                 await asyncio.wait(pending, timeout=1.0)
         for task in background:
             task.cancel()
+        if self.sender is not None:
+            bound = sender_stop_seconds(self.config)
+            if not await asyncio.to_thread(self.sender.join, bound):
+                # its claim is a lease: a later sender takes the message over when it runs out
+                self.log("sender-abandoned", waited=bound)
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(fetcher.close(), timeout=3.0)
         if self.store is not None:
@@ -342,7 +351,7 @@ class Daemon:
         if result.version is not None and result.outcome in ("new-version", "first-version"):
             self.stats.new_versions += 1
             self.log("new-version", target=target.id, version=result.version.seq, summary=result.summary or None, change=result.change_id)
-            self._alerts_wakeup.set()
+            self._wake_sender()
         if result.n_flags:
             self.log("flagged-change", target=target.id, change=result.change_id, flags=result.n_flags)
         if result.outcome == "failed":
@@ -356,7 +365,7 @@ class Daemon:
             self._record_due(target.id)
         if result.state_change:
             self.log(result.state_change, target=target.id)
-            self._alerts_wakeup.set()
+            self._wake_sender()
 
     # -------------------------------------------------------------- background tasks
 
@@ -406,57 +415,85 @@ class Daemon:
             self._add_job(target, due)
             added += before is None
             changed += before is not None
+        self._start_sender()
+        self._wake_sender()
         self.log("reload", reason=reason, targets=len(new_targets), added=added, changed=changed,
                  removed=len(old_targets.keys() - new_targets.keys()))
 
-    async def _sender(self) -> None:
-        """Deliver queued alerts from a worker thread with its own database connection."""
-        if not self.config.alerts.enabled:
-            return
+    def _start_sender(self) -> None:
+        """Start the sender once alerts are configured (at start, or by a later reload)."""
+        if self.sender is None and self.deliver_alerts and self.config.alerts.enabled and not self._stop.is_set():
+            self.sender = AlertSender(lambda: self.config, self.log)
+            self.sender.start()
+
+    def _wake_sender(self) -> None:
+        if self.sender is not None:
+            self.sender.wake()
+
+
+class AlertSender:
+    """The daemon's outbox sender: one thread with its own database connection, so a slow
+    mail server never holds up checks. Stopping lets the message in flight finish and be
+    recorded, starts no other, and the connection is closed by the thread itself once it
+    is done: a stop never leaves an accepted message marked `sending`, to be sent again."""
+
+    def __init__(self, config: Callable[[], Config], log: EventLog):
+        self._config = config  # read before each run: a reload applies without a restart
+        self._log = log
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self.busy = False  # inside deliver_pending (a message may be in flight)
+        self._thread = threading.Thread(target=self._loop, name="alert-sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the thread to finish: no new message is started after this."""
+        self._stopping.set()
+        self._wake.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; True when it did (its connection is then closed)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
         from .alerts import deliver_pending
+        from .errors import MonitorError
 
-        sender_store = await asyncio.to_thread(Store.open, self.config)
         try:
-            while True:
-                config = self.config
+            store = Store.open(self._config())
+        except MonitorError as exc:
+            self._log("alerts-error", error=str(exc))
+            return
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                config = self._config()
                 if config.alerts.enabled:
+                    self.busy = True
                     try:
-                        report = await _in_thread(deliver_pending, sender_store, config)
+                        report = deliver_pending(store, config, stopping=self._stopping.is_set)
                         if report.sent or report.failed:
-                            self.log("alerts", sent=report.sent, failed=report.failed, pending=report.pending)
-                    except Exception as exc:  # a broken channel must not stop the daemon
-                        self.log("alerts-error", error=f"{exc.__class__.__name__}: {exc}")
-                self._alerts_wakeup.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._alerts_wakeup.wait(), timeout=SENDER_POLL_SECONDS)
+                            self._log("alerts", sent=report.sent, failed=report.failed, pending=report.pending)
+                    except Exception as exc:  # a broken channel or a busy database must not stop the sender
+                        self._log("alerts-error", error=f"{exc.__class__.__name__}: {exc}")
+                    finally:
+                        self.busy = False
+                self._wake.wait(SENDER_POLL_SECONDS)
         finally:
-            sender_store.close()
+            store.close()
 
 
-async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking work in a daemon thread, so a stuck mail server cannot hold up exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def work() -> None:
-        try:
-            result = func(*args)
-        except BaseException as exc:  # handed back to the awaiting coroutine
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
-
-    threading.Thread(target=work, daemon=True, name="alert-sender").start()
-    return await future
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+def sender_stop_seconds(config: Config) -> float:
+    """How long a stop waits for a message in flight: each SMTP step or webhook request has
+    its own timeout, so two of them cover a send already under way."""
+    timeouts = [c.timeout for c in (config.alerts.smtp, config.alerts.webhook) if c is not None]
+    return max(STOP_GRACE_SECONDS, 2 * max(timeouts, default=0.0))
 
 
 def run_daemon(config: Config, *, log_format: str = "text", deliver_alerts: bool = True) -> int:

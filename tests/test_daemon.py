@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,7 +21,8 @@ import pytest
 from monitor.store import Store
 from monitor.targets import load_config
 
-from .conftest import POLICY, ROOT, Site, browser_pids, page, run_cli, write_config
+from .conftest import POLICY, ROOT, Site, browser_pids, in_process, page, run_cli, write_config
+from .test_alerts import Mailbox, SmtpServer, email_alerts, smtp  # noqa: F401 - smtp is a fixture
 
 pytestmark = pytest.mark.slow
 AI_CLAUSE = "We may use your personal data to develop and train artificial intelligence (AI) models."
@@ -205,3 +210,64 @@ def test_failures_back_off_and_status_shows_the_daemon(tmp_path: Path, site: Sit
     assert d.stop() == 0
     with Store.open(load_config(config)) as store:
         assert store.get_meta("heartbeat") == ""
+
+
+# ----------------------------------------------------------------------------- stopping with mail in flight
+
+
+class HeldMailbox(Mailbox):
+    """Tells the test when a message's DATA has arrived, then holds the server's 250 until
+    the test lets it go: the daemon is signalled between the data and the acceptance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook name
+        self.envelopes.append(envelope)
+        self.arrived.set()
+        deadline = time.monotonic() + 60
+        while not self.release.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return "250 OK"
+
+
+def queue_change_alert(tmp_path: Path, site: Site, alerts: dict[str, Any], path: str = "/privacy") -> Path:
+    """A target with a recorded change whose email is queued but not sent."""
+    site.set(path, page(*POLICY))
+    config = write_config(tmp_path, [{"id": "acme", "service": "Acme", "document": "privacy-policy", "url": site.url(path)}], alerts=alerts)
+    assert in_process("--config", str(config), "check")[0] == 0
+    site.set(path, page(*POLICY, AI_CLAUSE))
+    assert in_process("--config", str(config), "check", "--no-alerts")[0] == 0
+    return config
+
+
+def test_sigterm_between_data_and_acceptance_delivers_once(tmp_path: Path, site: Site, smtp: Callable[..., SmtpServer], daemons: list[DaemonProcess]) -> None:
+    server = smtp()
+    held = server.mailbox = HeldMailbox()
+    server.start()
+    config = queue_change_alert(tmp_path, site, email_alerts(server.port))
+    d = start(daemons, config, tmp_path / "a.log")
+    assert held.arrived.wait(30), f"the daemon's sender never sent DATA: {d.log.read_text()[-2000:]}"
+    d.proc.send_signal(signal.SIGTERM)
+    d.wait_event("daemon-signal")  # the daemon is stopping; only now does the server accept
+    held.release.set()
+    assert d.proc.wait(timeout=60) == 0, d.log.read_text()[-2000:]  # one signal: a clean stop
+    assert d.events("daemon-stop")
+
+    server.mailbox.arrived = threading.Event()
+    site.set("/privacy", page(*POLICY, AI_CLAUSE, "We keep logs for two years."))
+    again = start(daemons, config, tmp_path / "b.log")  # restart; a new change gives the sender work
+    assert in_process("--config", str(config), "check", "--no-alerts")[0] == 0
+    again.wait_event("alerts", where=lambda e: e.get("sent", 0) >= 1, timeout=30)
+    assert again.stop() == 0
+    cfg = load_config(config)
+    from monitor.alerts import deliver_pending, list_alerts
+
+    with Store.open(cfg) as store:  # long after every claim's lease: nothing is left to resend
+        deliver_pending(store, cfg, now=datetime.now(timezone.utc) + timedelta(days=1))
+        rows = list_alerts(store)
+    ids = Counter(m["Message-ID"] for m in server.messages)
+    assert len(ids) == 2 and set(ids.values()) == {1}, ids
+    assert {r.state for r in rows} == {"sent"} and {r.message_id for r in rows} == set(ids)
