@@ -55,6 +55,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .backoff import backoff
 from .errors import AlertError, InputError
 from .extract import visible_text
 from .store import parse_timestamp, to_timestamp
@@ -480,8 +481,7 @@ def _record_failure(store: Store, batch: Outgoing, error: str, *, permanent: boo
 def backoff_delay(attempts: int, *, rand: Callable[[], float] = random.random) -> float:
     """Seconds until the next try after `attempts` failed ones: doubling, at most an hour,
     spread by +-20% so that many waiting alerts do not hit a recovering server at once."""
-    base = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
-    return min(base * (0.8 + 0.4 * rand()), BACKOFF_MAX)
+    return backoff(attempts, base=BACKOFF_BASE, cap=BACKOFF_MAX, rand=rand)
 
 
 def one_line(text: str, limit: int) -> str:

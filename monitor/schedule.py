@@ -148,6 +148,37 @@ class DaemonStats:
     started: float = field(default_factory=time.monotonic)
 
 
+class CheckSlots:
+    """At most `limit` checks at once over all targets (defaults.concurrency), as in
+    `monitor check`; a reload may change the limit while checks wait or run."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.running = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def full(self) -> bool:
+        return self.running >= self.limit
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> Any:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.running < self.limit)
+            self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1  # before any await: a cancelled release still frees the slot
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def resize(self, limit: int) -> None:
+        async with self._changed:
+            self.limit = limit
+            self._changed.notify_all()
+
+
 class Daemon:
     """Owns the scheduler, the shared fetcher (one browser), the store and the sender."""
 
@@ -164,6 +195,9 @@ class Daemon:
         self.scheduler: Any = None
         self.store: Store | None = None
         self.ctx: CheckContext | None = None
+        self.slots = CheckSlots(config.defaults.concurrency)
+        self._fetcher_of: dict[str, Any] = {}  # target id -> the fetcher its running check uses
+        self._retired: list[Any] = []  # fetchers replaced by a reload, closed once idle
 
     # -------------------------------------------------------------- lifecycle
 
@@ -195,11 +229,11 @@ class Daemon:
             self._start_sender()
             await self._stop.wait()
         finally:
-            await self._shutdown(background, fetcher)
+            await self._shutdown(background)
             lock.release()
         return 0
 
-    async def _shutdown(self, background: list[asyncio.Task[Any]], fetcher: Any) -> None:
+    async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
         """Stop scheduling and sending, let in-flight checks finish (database writes never
         straddle an await, so cancelling a check cannot leave half a version), let the
         message in flight be recorded, close the browser, and only then the store."""
@@ -218,15 +252,19 @@ class Daemon:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        for task in background:
+        heartbeat, others = background[:1], background[1:]
+        for task in others:
             task.cancel()
+        if heartbeat:  # not cancelled: it finishes the write it is in, then clears the heartbeat
+            await asyncio.wait(heartbeat, timeout=2 * HEARTBEAT_SECONDS)
         if self.sender is not None:
             bound = sender_stop_seconds(self.config)
             if not await asyncio.to_thread(self.sender.join, bound):
                 # its claim is a lease: a later sender takes the message over when it runs out
                 self.log("sender-abandoned", waited=bound)
-        with contextlib.suppress(asyncio.TimeoutError, Exception):
-            await asyncio.wait_for(fetcher.close(), timeout=3.0)
+        for fetcher in [*self._retired, *([self.ctx.fetcher] if self.ctx else [])]:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(fetcher.close(), timeout=3.0)
         if self.store is not None:
             self.store.set_meta("heartbeat", "")
             self.store.close()
@@ -334,16 +372,25 @@ class Daemon:
         self._running[target_id] = task
         from .check import check_target
 
-        self.log("fetch-start", target=target_id)
-        started = time.monotonic()
         try:
-            result = await check_target(self.ctx, target)
+            if self.slots.full:
+                self.log("fetch-queued", target=target_id, running=self.slots.running, concurrency=self.slots.limit)
+            async with self.slots.hold():
+                if self._stop.is_set():
+                    return
+                ctx = self.ctx  # a reload may bring a new fetcher; this check keeps its own
+                self._fetcher_of[target_id] = ctx.fetcher
+                self.log("fetch-start", target=target_id)
+                started = time.monotonic()
+                result = await check_target(ctx, target)
         except asyncio.CancelledError:
             self.log("fetch-cancelled", target=target_id)
             return
         finally:
             self._running.pop(target_id, None)
+            self._fetcher_of.pop(target_id, None)
         self._after_check(target, result, time.monotonic() - started)
+        await self._close_idle_fetchers()
 
     def _after_check(self, target: Target, result: TargetResult, seconds: float) -> None:
         self.stats.checks += 1
@@ -370,10 +417,38 @@ class Daemon:
     # -------------------------------------------------------------- background tasks
 
     async def _heartbeat(self) -> None:
-        while True:
-            if self.store is not None:
-                self.store.set_meta("heartbeat", json.dumps({"at": utcnow(), "pid": os.getpid(), "checks": self.stats.checks}))
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+        """Beat every few seconds, on a connection of its own and off the event loop, so a
+        busy database delays neither the beat nor the checks. A failed beat (another writer
+        holding the database, say) is one event line and a retry with backoff; the beats go
+        on. Ends by clearing the heartbeat when the daemon stops."""
+        from .backoff import backoff
+
+        store: Store | None = None
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    if store is None:
+                        store = await asyncio.to_thread(Store.open, self.config)
+                        await asyncio.to_thread(store.db.execute, f"PRAGMA busy_timeout = {int(HEARTBEAT_SECONDS * 1000)}")
+                    beat = json.dumps({"at": utcnow(), "pid": os.getpid(), "checks": self.stats.checks})
+                    await asyncio.to_thread(store.set_meta, "heartbeat", beat)
+                except Exception as exc:  # sqlite3.OperationalError ("database is locked"), StoreError
+                    failures += 1
+                    delay = backoff(failures, base=0.5, cap=HEARTBEAT_SECONDS)
+                    if failures == 1:
+                        self.log("heartbeat-failed", error=f"{exc.__class__.__name__}: {exc}", retry_in=round(delay, 1))
+                else:
+                    if failures:
+                        self.log("heartbeat-restored", failures=failures)
+                    failures, delay = 0, HEARTBEAT_SECONDS
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        finally:
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(store.set_meta, "heartbeat", "")
+                await asyncio.to_thread(store.close)
 
     async def _watch_config(self) -> None:
         while True:
@@ -394,7 +469,7 @@ class Daemon:
         old = self.config
         self.config = new
         if self.ctx is not None:
-            self.ctx.config = new
+            self._apply_defaults(old, new)
         if self.store is not None:
             self.store.sync_targets(new.targets)
         old_targets = {t.id: t for t in old.enabled_targets}
@@ -419,6 +494,34 @@ class Daemon:
         self._wake_sender()
         self.log("reload", reason=reason, targets=len(new_targets), added=added, changed=changed,
                  removed=len(old_targets.keys() - new_targets.keys()))
+
+    def _apply_defaults(self, old: Config, new: Config) -> None:
+        """Checks from now on use the new config. When `defaults:` changed, they also get a
+        new fetcher (host delay and concurrency, browser recycling, timeouts) and the new
+        concurrency; running checks finish with the fetcher they started with."""
+        from dataclasses import replace
+
+        from .fetch import Fetcher
+
+        assert self.ctx is not None
+        if new.defaults == old.defaults:
+            self.ctx.config = new
+            return
+        self._retired.append(self.ctx.fetcher)
+        self.ctx = replace(self.ctx, config=new, fetcher=Fetcher(new.defaults))
+        asyncio.ensure_future(self.slots.resize(new.defaults.concurrency))
+        asyncio.ensure_future(self._close_idle_fetchers())
+        self.log("fetcher-rebuilt", concurrency=new.defaults.concurrency, host_concurrency=new.defaults.host_concurrency,
+                 host_delay=new.defaults.host_delay, recycle_after=new.defaults.recycle_after)
+
+    async def _close_idle_fetchers(self) -> None:
+        """Close fetchers retired by a reload once no running check uses them."""
+        in_use = {id(f) for f in self._fetcher_of.values()}
+        idle = [f for f in self._retired if id(f) not in in_use]
+        self._retired = [f for f in self._retired if id(f) in in_use]
+        for fetcher in idle:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(fetcher.close(), timeout=3.0)
 
     def _start_sender(self) -> None:
         """Start the sender once alerts are configured (at start, or by a later reload)."""
