@@ -599,10 +599,36 @@ def sender_stop_seconds(config: Config) -> float:
     return max(STOP_GRACE_SECONDS, 2 * max(timeouts, default=0.0))
 
 
+class EventLogHandler(logging.Handler):
+    """Library log records (APScheduler's skipped runs, the check's warnings) as `log`
+    events, so that under --log-format json every line on stderr is JSON."""
+
+    def __init__(self, log: EventLog):
+        super().__init__()
+        self.event_log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            exc = record.exc_info[1] if record.exc_info else None
+            self.event_log(
+                "log", level=record.levelname.lower(), logger=record.name, message=record.getMessage(),
+                error=f"{exc.__class__.__name__}: {exc}" if exc else None,
+                traceback=self.formatException(record.exc_info) if record.exc_info else None,
+            )
+        except Exception:  # logging must never stop the daemon
+            self.handleError(record)
+
+
 def run_daemon(config: Config, *, log_format: str = "text", deliver_alerts: bool = True) -> int:
+    log = EventLog(log_format)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    daemon = Daemon(config, log=EventLog(log_format), deliver_alerts=deliver_alerts)
-    return asyncio.run(daemon.run())
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [EventLogHandler(log)]  # every record through the daemon's formatter
+    try:
+        return asyncio.run(Daemon(config, log=log, deliver_alerts=deliver_alerts).run())
+    finally:
+        root.handlers = saved
 
 
 # ----------------------------------------------------------------------------- status

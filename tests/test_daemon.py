@@ -426,3 +426,17 @@ def test_the_heartbeat_outlives_a_locked_database(tmp_path: Path, site: Site, da
     assert len(d.events("heartbeat-failed")) == 1  # one line for the outage, not one per retry
     assert d.events("heartbeat-restored")
     assert d.stop() == 0
+
+
+def test_library_warnings_are_json_events_under_log_format_json(tmp_path: Path, held_site: HeldSite, daemons: list[DaemonProcess]) -> None:
+    config = write_config(tmp_path, held_targets(held_site, 1, schedule="1s"), defaults={"jitter": 0, "timeout": "90s"})
+    held_site.hold()  # the check outlasts its 1s interval: APScheduler skips the next run and says so
+    d = start(daemons, config, tmp_path / "d.log")
+    assert wait_for(lambda: "maximum number of running instances" in d.log.read_text(), 30), d.log.read_text()[-2000:]
+    held_site.gate.set()
+    assert d.stop() == 0
+    lines = d.log.read_text().splitlines()
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json
+    [skipped, *_] = [e for e in d.events("log") if "maximum number of running instances" in e["message"]]
+    assert skipped["level"] == "warning" and skipped["logger"].startswith("apscheduler")
