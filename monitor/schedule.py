@@ -4,9 +4,13 @@ One job per enabled target, on its interval or cron schedule, with jitter so tar
 fire together; at most one run of a target at a time; missed runs coalesced. At start, each
 target's next run comes from its last fetch in the database, so a restart does not refetch
 everything; overdue targets run soon, spread out. Failures back off exponentially (capped at
-the target's interval). SIGHUP or an edit of targets.yaml reloads the config; an invalid file
-is logged and the daemon keeps the last good one. SIGTERM/SIGINT stops cleanly within
-seconds; a second signal forces the exit. One daemon per database, enforced by a lock file.
+the target's interval). At most `defaults.concurrency` checks run at once. SIGHUP or an edit of
+targets.yaml reloads the config (new `defaults:` bring a new fetcher and concurrency; alerts
+configured later start the sender); an invalid file is logged and the daemon keeps the last
+good one. SIGTERM/SIGINT stops cleanly within seconds: no new check or email is started, an
+email in flight is finished and recorded first (so it is never sent twice); a second signal
+forces the exit. One daemon per database, enforced by a lock file. Every line on stderr,
+library warnings included, is one event in the chosen format.
 """
 
 from __future__ import annotations
