@@ -136,9 +136,10 @@ def next_run_after_restart(target: Target, last_fetch_at: str | None, now: datet
 def failure_backoff(target: Target, consecutive_failures: int) -> float:
     """Seconds before retrying a failing target: doubling from a quarter of the interval
     (at most a minute) and never longer than the interval itself."""
+    from .backoff import backoff
+
     interval = target.schedule.approx_interval()
-    base = max(1.0, min(60.0, interval / 4))
-    return min(interval, base * 2 ** max(0, consecutive_failures - 1))
+    return backoff(consecutive_failures, base=max(1.0, min(60.0, interval / 4)), cap=interval, spread=0.0)
 
 
 # ----------------------------------------------------------------------------- the daemon
