@@ -55,6 +55,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .backoff import backoff
 from .errors import AlertError, InputError
 from .extract import visible_text
 from .store import parse_timestamp, to_timestamp
@@ -286,18 +287,25 @@ def channel(name: str) -> Callable[[ChannelSender], ChannelSender]:
     return register
 
 
-def deliver_pending(store: Store, config: Config, *, now: datetime | None = None) -> DeliveryReport:
+def deliver_pending(
+    store: Store, config: Config, *, now: datetime | None = None, stopping: Callable[[], bool] = lambda: False,
+) -> DeliveryReport:
     """Deliver every due alert once. Safe to run from several processes or threads at once,
-    each with its own Store: rows are claimed transactionally before anything is sent."""
+    each with its own Store: rows are claimed transactionally before anything is sent.
+
+    `stopping` is asked before each new message: a stopping daemon lets the message in
+    flight finish and be recorded, but starts no other."""
     now = now or _utcnow()
     delivery = Delivery(config, store, now)
     report = DeliveryReport()
-    due = _due_rows(store, now)
+    due = _due_rows(store, config.alerts, now)
     batches, held = _batches(store, config.alerts, due, now)
-    down: dict[str, str] = {}  # channel -> error, once a channel fails this run
+    down: dict[str, tuple[str, str]] = {}  # channel -> (error, retry time), once a channel fails this run
     for batch in batches:
+        if stopping():
+            break
         if batch.channel in down:
-            _defer(store, batch, down[batch.channel], now)
+            _defer(store, batch, *down[batch.channel])
             continue
         claimed = _claim(store, batch, now, config)
         if claimed is None:
@@ -308,7 +316,7 @@ def deliver_pending(store: Store, config: Config, *, now: datetime | None = None
     return report
 
 
-def _send_one(delivery: Delivery, batch: Outgoing, report: DeliveryReport, down: dict[str, str]) -> None:
+def _send_one(delivery: Delivery, batch: Outgoing, report: DeliveryReport, down: dict[str, tuple[str, str]]) -> None:
     """Send one claimed batch and record the outcome; a failure stays with its rows."""
     store, now = delivery.store, delivery.now
     sender = _CHANNELS.get(batch.channel)
@@ -317,12 +325,12 @@ def _send_one(delivery: Delivery, batch: Outgoing, report: DeliveryReport, down:
             raise AlertError(f"unknown channel {batch.channel!r}", permanent=True)
         sender(delivery, batch)
     except AlertError as exc:
-        _record_failure(store, batch, str(exc), permanent=exc.permanent, now=now)
+        retry_at = _record_failure(store, batch, str(exc), permanent=exc.permanent, now=now)
         report.failed += len(batch.rows)
         report.gave_up += len(batch.rows) if exc.permanent else 0
         report.errors.append(f"alert {batch.ids[0]} ({batch.channel}): {exc}")
-        if not exc.permanent:
-            down[batch.channel] = str(exc)
+        if retry_at is not None:
+            down[batch.channel] = (str(exc), retry_at)
     except Exception as exc:  # a bug in rendering one alert must not stop the others
         log.exception("alert %s could not be delivered", batch.ids)
         _record_failure(store, batch, f"internal error: {exc.__class__.__name__}: {exc}", permanent=True, now=now)
@@ -335,10 +343,10 @@ def _send_one(delivery: Delivery, batch: Outgoing, report: DeliveryReport, down:
         report.messages += 1
 
 
-def _defer(store: Store, batch: Outgoing, error: str, now: datetime) -> None:
-    """The channel just failed for another alert: wait with it instead of trying again now
-    (a server that is down costs one timeout per run, not one per alert)."""
-    until = to_timestamp(now + timedelta(seconds=backoff_delay(1)))
+def _defer(store: Store, batch: Outgoing, error: str, until: str) -> None:
+    """The channel just failed for an older alert: wait with it, until its retry, instead of
+    trying again now (a server that is down costs one timeout per run, not one per alert),
+    so that the queue comes back together and in order."""
     with store.write():
         for row in batch.rows:
             store.db.execute(
@@ -347,13 +355,30 @@ def _defer(store: Store, batch: Outgoing, error: str, now: datetime) -> None:
             )
 
 
-def _due_rows(store: Store, now: datetime) -> list[AlertRow]:
-    """Pending rows whose time has come, and claims whose lease ran out (a dead sender's)."""
-    rows = store.db.query(
-        "select * from alerts where state in ('pending', 'sending') and coalesce(next_attempt_at, '') <= ? order by id",
-        [to_timestamp(now)],
-    )
-    return [AlertRow.from_db(r) for r in rows]
+def _due_rows(store: Store, alerts: AlertsConfig, now: datetime) -> list[AlertRow]:
+    """The rows to try in this run, oldest first: pending rows whose time has come, claims
+    whose lease ran out (a dead sender's), and the rows queued before them.
+
+    Each channel's alerts are one queue. When any of them is due, the older ones still
+    waiting out a backoff are tried first (the server may be back), so alerts held through
+    an outage go out oldest first and, per target, in the order of their changes; if the
+    oldest fails again, the others wait with it (`_defer`). Change emails held for the
+    digest are not in the queue: they go out on the digest's schedule."""
+    stamp = to_timestamp(now)
+    rows = [AlertRow.from_db(r) for r in store.db.query("select * from alerts where state in ('pending', 'sending') order by created_at, id")]
+
+    def due(row: AlertRow) -> bool:
+        return (row.next_attempt_at or "") <= stamp
+
+    def digest_held(row: AlertRow) -> bool:
+        return alerts.mode == "digest" and row.channel == "email" and row.kind == "change"
+
+    chosen = {r.id for r in rows if due(r)}
+    for name in {r.channel for r in rows}:
+        queue = [r for r in rows if r.channel == name and not digest_held(r)]
+        last_due = max((i for i, r in enumerate(queue) if due(r)), default=-1)
+        chosen.update(r.id for r in queue[:last_due] if r.state == "pending")  # a live claim is another sender's
+    return [r for r in rows if r.id in chosen]
 
 
 def _batches(store: Store, alerts: AlertsConfig, rows: list[AlertRow], now: datetime) -> tuple[list[Outgoing], list[AlertRow]]:
@@ -417,8 +442,8 @@ def lease_seconds(config: Config) -> float:
 
 def _claim(store: Store, batch: Outgoing, now: datetime, config: Config) -> Outgoing | None:
     """Take the rows for this sender: pending (or lease-expired) -> sending, attempts + 1.
-    The conditional UPDATE inside BEGIN IMMEDIATE is what makes two senders safe."""
-    stamp = to_timestamp(now)
+    The conditional UPDATE inside BEGIN IMMEDIATE is what makes two senders safe: it only
+    succeeds if the row is still as this sender read it (state, attempts, next attempt)."""
     # from the real clock: a long run must not hand out leases that are already running out
     lease_until = to_timestamp(max(now, _utcnow()) + timedelta(seconds=lease_seconds(config)))
     claimed: list[AlertRow] = []
@@ -426,8 +451,8 @@ def _claim(store: Store, batch: Outgoing, now: datetime, config: Config) -> Outg
         for row in batch.rows:
             cursor = store.db.execute(
                 "update alerts set state = 'sending', attempts = attempts + 1, next_attempt_at = ?, message_id = ? "
-                "where id = ? and state = ? and attempts = ? and coalesce(next_attempt_at, '') <= ?",
-                [lease_until, batch.message_id, row.id, row.state, row.attempts, stamp],
+                "where id = ? and state = ? and attempts = ? and coalesce(next_attempt_at, '') = ?",
+                [lease_until, batch.message_id, row.id, row.state, row.attempts, row.next_attempt_at or ""],
             )
             if cursor.rowcount == 1:
                 claimed.append(replace(row, state="sending", attempts=row.attempts + 1))
@@ -456,25 +481,29 @@ def _mark_sent(store: Store, batch: Outgoing, now: datetime) -> None:
             store.set_meta(DIGEST_META_KEY, to_timestamp(now))
 
 
-def _record_failure(store: Store, batch: Outgoing, error: str, *, permanent: bool, now: datetime) -> None:
+def _record_failure(store: Store, batch: Outgoing, error: str, *, permanent: bool, now: datetime) -> str | None:
+    """Back to pending with a backoff, or `failed` when permanent. Returns the retry time
+    (None when permanent): the rest of the channel's queue waits until then."""
     error = one_line(error, MAX_ERROR_CHARS)
+    retry_at: str | None = None
     with store.write():
         for row in batch.rows:
             if permanent:
                 state, next_at = "failed", None
             else:
                 state, next_at = "pending", to_timestamp(now + timedelta(seconds=backoff_delay(row.attempts)))
+                retry_at = max(retry_at or next_at, next_at)
             store.db.execute(
                 "update alerts set state = ?, next_attempt_at = ?, last_error = ? where id = ? and state = 'sending' and attempts = ?",
                 [state, next_at, error, row.id, row.attempts],
             )
+    return retry_at
 
 
 def backoff_delay(attempts: int, *, rand: Callable[[], float] = random.random) -> float:
     """Seconds until the next try after `attempts` failed ones: doubling, at most an hour,
     spread by +-20% so that many waiting alerts do not hit a recovering server at once."""
-    base = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
-    return min(base * (0.8 + 0.4 * rand()), BACKOFF_MAX)
+    return backoff(attempts, base=BACKOFF_BASE, cap=BACKOFF_MAX, rand=rand)
 
 
 def one_line(text: str, limit: int) -> str:

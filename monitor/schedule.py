@@ -4,9 +4,13 @@ One job per enabled target, on its interval or cron schedule, with jitter so tar
 fire together; at most one run of a target at a time; missed runs coalesced. At start, each
 target's next run comes from its last fetch in the database, so a restart does not refetch
 everything; overdue targets run soon, spread out. Failures back off exponentially (capped at
-the target's interval). SIGHUP or an edit of targets.yaml reloads the config; an invalid file
-is logged and the daemon keeps the last good one. SIGTERM/SIGINT stops cleanly within
-seconds; a second signal forces the exit. One daemon per database, enforced by a lock file.
+the target's interval). At most `defaults.concurrency` checks run at once. SIGHUP or an edit of
+targets.yaml reloads the config (new `defaults:` bring a new fetcher and concurrency; alerts
+configured later start the sender); an invalid file is logged and the daemon keeps the last
+good one. SIGTERM/SIGINT stops cleanly within seconds: no new check or email is started, an
+email in flight is finished and recorded first (so it is never sent twice); a second signal
+forces the exit. One daemon per database, enforced by a lock file. Every line on stderr,
+library warnings included, is one event in the chosen format.
 """
 
 from __future__ import annotations
@@ -132,9 +136,10 @@ def next_run_after_restart(target: Target, last_fetch_at: str | None, now: datet
 def failure_backoff(target: Target, consecutive_failures: int) -> float:
     """Seconds before retrying a failing target: doubling from a quarter of the interval
     (at most a minute) and never longer than the interval itself."""
+    from .backoff import backoff
+
     interval = target.schedule.approx_interval()
-    base = max(1.0, min(60.0, interval / 4))
-    return min(interval, base * 2 ** max(0, consecutive_failures - 1))
+    return backoff(consecutive_failures, base=max(1.0, min(60.0, interval / 4)), cap=interval, spread=0.0)
 
 
 # ----------------------------------------------------------------------------- the daemon
@@ -146,6 +151,37 @@ class DaemonStats:
     failures: int = 0
     new_versions: int = 0
     started: float = field(default_factory=time.monotonic)
+
+
+class CheckSlots:
+    """At most `limit` checks at once over all targets (defaults.concurrency), as in
+    `monitor check`; a reload may change the limit while checks wait or run."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.running = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def full(self) -> bool:
+        return self.running >= self.limit
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> Any:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.running < self.limit)
+            self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1  # before any await: a cancelled release still frees the slot
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def resize(self, limit: int) -> None:
+        async with self._changed:
+            self.limit = limit
+            self._changed.notify_all()
 
 
 class Daemon:
@@ -160,10 +196,13 @@ class Daemon:
         self._signals = 0
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._config_mtime = self._mtime()
-        self._alerts_wakeup = asyncio.Event()
+        self.sender: AlertSender | None = None
         self.scheduler: Any = None
         self.store: Store | None = None
         self.ctx: CheckContext | None = None
+        self.slots = CheckSlots(config.defaults.concurrency)
+        self._fetcher_of: dict[str, Any] = {}  # target id -> the fetcher its running check uses
+        self._retired: list[Any] = []  # fetchers replaced by a reload, closed once idle
 
     # -------------------------------------------------------------- lifecycle
 
@@ -192,32 +231,45 @@ class Daemon:
                 asyncio.create_task(self._heartbeat()),
                 asyncio.create_task(self._watch_config()),
             ]
-            if self.deliver_alerts:
-                background.append(asyncio.create_task(self._sender()))
+            self._start_sender()
             await self._stop.wait()
         finally:
-            await self._shutdown(background, fetcher)
+            await self._shutdown(background)
             lock.release()
         return 0
 
-    async def _shutdown(self, background: list[asyncio.Task[Any]], fetcher: Any) -> None:
-        """Stop scheduling, let in-flight checks finish (database writes never straddle an
-        await, so cancelling a check cannot leave half a version), close the browser."""
+    async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
+        """Stop scheduling and sending, let in-flight checks finish (database writes never
+        straddle an await, so cancelling a check cannot leave half a version), let the
+        message in flight be recorded, close the browser, and only then the store."""
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 self.scheduler.shutdown(wait=False)
+        if self.sender is not None:
+            self.sender.stop()
         running = [t for t in self._running.values() if not t.done()]
+        sending = self.sender is not None and self.sender.busy
+        if running or sending:
+            self.log("daemon-stopping", in_flight=len(running), sending=sending or None)
         if running:
-            self.log("daemon-stopping", in_flight=len(running))
             _, pending = await asyncio.wait(running, timeout=STOP_GRACE_SECONDS / 2)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        for task in background:
+        heartbeat, others = background[:1], background[1:]
+        for task in others:
             task.cancel()
-        with contextlib.suppress(asyncio.TimeoutError, Exception):
-            await asyncio.wait_for(fetcher.close(), timeout=3.0)
+        if heartbeat:  # not cancelled: it finishes the write it is in, then clears the heartbeat
+            await asyncio.wait(heartbeat, timeout=2 * HEARTBEAT_SECONDS)
+        if self.sender is not None:
+            bound = sender_stop_seconds(self.config)
+            if not await asyncio.to_thread(self.sender.join, bound):
+                # its claim is a lease: a later sender takes the message over when it runs out
+                self.log("sender-abandoned", waited=bound)
+        for fetcher in [*self._retired, *([self.ctx.fetcher] if self.ctx else [])]:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(fetcher.close(), timeout=3.0)
         if self.store is not None:
             self.store.set_meta("heartbeat", "")
             self.store.close()
@@ -325,16 +377,25 @@ class Daemon:
         self._running[target_id] = task
         from .check import check_target
 
-        self.log("fetch-start", target=target_id)
-        started = time.monotonic()
         try:
-            result = await check_target(self.ctx, target)
+            if self.slots.full:
+                self.log("fetch-queued", target=target_id, running=self.slots.running, concurrency=self.slots.limit)
+            async with self.slots.hold():
+                if self._stop.is_set():
+                    return
+                ctx = self.ctx  # a reload may bring a new fetcher; this check keeps its own
+                self._fetcher_of[target_id] = ctx.fetcher
+                self.log("fetch-start", target=target_id)
+                started = time.monotonic()
+                result = await check_target(ctx, target)
         except asyncio.CancelledError:
             self.log("fetch-cancelled", target=target_id)
             return
         finally:
             self._running.pop(target_id, None)
+            self._fetcher_of.pop(target_id, None)
         self._after_check(target, result, time.monotonic() - started)
+        await self._close_idle_fetchers()
 
     def _after_check(self, target: Target, result: TargetResult, seconds: float) -> None:
         self.stats.checks += 1
@@ -342,7 +403,7 @@ class Daemon:
         if result.version is not None and result.outcome in ("new-version", "first-version"):
             self.stats.new_versions += 1
             self.log("new-version", target=target.id, version=result.version.seq, summary=result.summary or None, change=result.change_id)
-            self._alerts_wakeup.set()
+            self._wake_sender()
         if result.n_flags:
             self.log("flagged-change", target=target.id, change=result.change_id, flags=result.n_flags)
         if result.outcome == "failed":
@@ -356,15 +417,43 @@ class Daemon:
             self._record_due(target.id)
         if result.state_change:
             self.log(result.state_change, target=target.id)
-            self._alerts_wakeup.set()
+            self._wake_sender()
 
     # -------------------------------------------------------------- background tasks
 
     async def _heartbeat(self) -> None:
-        while True:
-            if self.store is not None:
-                self.store.set_meta("heartbeat", json.dumps({"at": utcnow(), "pid": os.getpid(), "checks": self.stats.checks}))
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+        """Beat every few seconds, on a connection of its own and off the event loop, so a
+        busy database delays neither the beat nor the checks. A failed beat (another writer
+        holding the database, say) is one event line and a retry with backoff; the beats go
+        on. Ends by clearing the heartbeat when the daemon stops."""
+        from .backoff import backoff
+
+        store: Store | None = None
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    if store is None:
+                        store = await asyncio.to_thread(Store.open, self.config)
+                        await asyncio.to_thread(store.db.execute, f"PRAGMA busy_timeout = {int(HEARTBEAT_SECONDS * 1000)}")
+                    beat = json.dumps({"at": utcnow(), "pid": os.getpid(), "checks": self.stats.checks})
+                    await asyncio.to_thread(store.set_meta, "heartbeat", beat)
+                except Exception as exc:  # sqlite3.OperationalError ("database is locked"), StoreError
+                    failures += 1
+                    delay = backoff(failures, base=0.5, cap=HEARTBEAT_SECONDS)
+                    if failures == 1:
+                        self.log("heartbeat-failed", error=f"{exc.__class__.__name__}: {exc}", retry_in=round(delay, 1))
+                else:
+                    if failures:
+                        self.log("heartbeat-restored", failures=failures)
+                    failures, delay = 0, HEARTBEAT_SECONDS
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        finally:
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(store.set_meta, "heartbeat", "")
+                await asyncio.to_thread(store.close)
 
     async def _watch_config(self) -> None:
         while True:
@@ -385,7 +474,7 @@ class Daemon:
         old = self.config
         self.config = new
         if self.ctx is not None:
-            self.ctx.config = new
+            self._apply_defaults(old, new)
         if self.store is not None:
             self.store.sync_targets(new.targets)
         old_targets = {t.id: t for t in old.enabled_targets}
@@ -406,63 +495,145 @@ class Daemon:
             self._add_job(target, due)
             added += before is None
             changed += before is not None
+        self._start_sender()
+        self._wake_sender()
         self.log("reload", reason=reason, targets=len(new_targets), added=added, changed=changed,
                  removed=len(old_targets.keys() - new_targets.keys()))
 
-    async def _sender(self) -> None:
-        """Deliver queued alerts from a worker thread with its own database connection."""
-        if not self.config.alerts.enabled:
+    def _apply_defaults(self, old: Config, new: Config) -> None:
+        """Checks from now on use the new config. When `defaults:` changed, they also get a
+        new fetcher (host delay and concurrency, browser recycling, timeouts) and the new
+        concurrency; running checks finish with the fetcher they started with."""
+        from dataclasses import replace
+
+        from .fetch import Fetcher
+
+        assert self.ctx is not None
+        if new.defaults == old.defaults:
+            self.ctx.config = new
             return
+        self._retired.append(self.ctx.fetcher)
+        self.ctx = replace(self.ctx, config=new, fetcher=Fetcher(new.defaults))
+        asyncio.ensure_future(self.slots.resize(new.defaults.concurrency))
+        asyncio.ensure_future(self._close_idle_fetchers())
+        self.log("fetcher-rebuilt", concurrency=new.defaults.concurrency, host_concurrency=new.defaults.host_concurrency,
+                 host_delay=new.defaults.host_delay, recycle_after=new.defaults.recycle_after)
+
+    async def _close_idle_fetchers(self) -> None:
+        """Close fetchers retired by a reload once no running check uses them."""
+        in_use = {id(f) for f in self._fetcher_of.values()}
+        idle = [f for f in self._retired if id(f) not in in_use]
+        self._retired = [f for f in self._retired if id(f) in in_use]
+        for fetcher in idle:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(fetcher.close(), timeout=3.0)
+
+    def _start_sender(self) -> None:
+        """Start the sender once alerts are configured (at start, or by a later reload)."""
+        if self.sender is None and self.deliver_alerts and self.config.alerts.enabled and not self._stop.is_set():
+            self.sender = AlertSender(lambda: self.config, self.log)
+            self.sender.start()
+
+    def _wake_sender(self) -> None:
+        if self.sender is not None:
+            self.sender.wake()
+
+
+class AlertSender:
+    """The daemon's outbox sender: one thread with its own database connection, so a slow
+    mail server never holds up checks. Stopping lets the message in flight finish and be
+    recorded, starts no other, and the connection is closed by the thread itself once it
+    is done: a stop never leaves an accepted message marked `sending`, to be sent again."""
+
+    def __init__(self, config: Callable[[], Config], log: EventLog):
+        self._config = config  # read before each run: a reload applies without a restart
+        self._log = log
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self.busy = False  # inside deliver_pending (a message may be in flight)
+        self._thread = threading.Thread(target=self._loop, name="alert-sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the thread to finish: no new message is started after this."""
+        self._stopping.set()
+        self._wake.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; True when it did (its connection is then closed)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
         from .alerts import deliver_pending
+        from .errors import MonitorError
 
-        sender_store = await asyncio.to_thread(Store.open, self.config)
         try:
-            while True:
-                config = self.config
+            store = Store.open(self._config())
+        except MonitorError as exc:
+            self._log("alerts-error", error=str(exc))
+            return
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                config = self._config()
                 if config.alerts.enabled:
+                    self.busy = True
                     try:
-                        report = await _in_thread(deliver_pending, sender_store, config)
+                        report = deliver_pending(store, config, stopping=self._stopping.is_set)
                         if report.sent or report.failed:
-                            self.log("alerts", sent=report.sent, failed=report.failed, pending=report.pending)
-                    except Exception as exc:  # a broken channel must not stop the daemon
-                        self.log("alerts-error", error=f"{exc.__class__.__name__}: {exc}")
-                self._alerts_wakeup.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._alerts_wakeup.wait(), timeout=SENDER_POLL_SECONDS)
+                            self._log("alerts", sent=report.sent, failed=report.failed, pending=report.pending)
+                    except Exception as exc:  # a broken channel or a busy database must not stop the sender
+                        self._log("alerts-error", error=f"{exc.__class__.__name__}: {exc}")
+                    finally:
+                        self.busy = False
+                self._wake.wait(SENDER_POLL_SECONDS)
         finally:
-            sender_store.close()
+            store.close()
 
 
-async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking work in a daemon thread, so a stuck mail server cannot hold up exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
+def sender_stop_seconds(config: Config) -> float:
+    """How long a stop waits for a message in flight: each SMTP step or webhook request has
+    its own timeout, so two of them cover a send already under way."""
+    timeouts = [c.timeout for c in (config.alerts.smtp, config.alerts.webhook) if c is not None]
+    return max(STOP_GRACE_SECONDS, 2 * max(timeouts, default=0.0))
 
-    def work() -> None:
+
+class EventLogHandler(logging.Handler):
+    """Library log records (APScheduler's skipped runs, the check's warnings) as `log`
+    events, so that under --log-format json every line on stderr is JSON."""
+
+    def __init__(self, log: EventLog):
+        super().__init__()
+        self.event_log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
         try:
-            result = func(*args)
-        except BaseException as exc:  # handed back to the awaiting coroutine
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
-
-    threading.Thread(target=work, daemon=True, name="alert-sender").start()
-    return await future
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+            exc = record.exc_info[1] if record.exc_info else None
+            self.event_log(
+                "log", level=record.levelname.lower(), logger=record.name, message=record.getMessage(),
+                error=f"{exc.__class__.__name__}: {exc}" if exc else None,
+                traceback=self.formatException(record.exc_info) if record.exc_info else None,
+            )
+        except Exception:  # logging must never stop the daemon
+            self.handleError(record)
 
 
 def run_daemon(config: Config, *, log_format: str = "text", deliver_alerts: bool = True) -> int:
+    log = EventLog(log_format)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    daemon = Daemon(config, log=EventLog(log_format), deliver_alerts=deliver_alerts)
-    return asyncio.run(daemon.run())
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [EventLogHandler(log)]  # every record through the daemon's formatter
+    try:
+        return asyncio.run(Daemon(config, log=log, deliver_alerts=deliver_alerts).run())
+    finally:
+        root.handlers = saved
 
 
 # ----------------------------------------------------------------------------- status

@@ -117,6 +117,26 @@ def _string(value: Any) -> str:
     return str(value).strip()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _no_controls(text: str) -> str:
+    """Text that ends up in an email header or an HTTP request must stay one line: a CR or
+    LF there would start a header of the page author's or the file editor's choosing."""
+    found = _CONTROL.search(text)
+    if found:
+        raise ValueError(
+            f"contains a control character ({found.group()!r} at position {found.start() + 1}); "
+            "write it on one line, without line breaks, tabs or escapes such as \\r\\n"
+        )
+    return text
+
+
+def _line_text(value: Any) -> str:
+    """A non-empty, one-line string (names, user agent, subject prefix, header values)."""
+    return _no_controls(_string(value))
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
@@ -178,7 +198,7 @@ def _css(value: Any) -> str:
 
 
 def _url(value: Any) -> str:
-    text = _string(value)
+    text = _line_text(value)
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{text!r} is not an http(s) URL; write the full address, like https://example.com/privacy")
@@ -241,7 +261,7 @@ def _env_name(value: Any) -> str:
 def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError("expected a mapping of header names to values")
-    return {str(k): str(v) for k, v in value.items()}
+    return {_no_controls(str(k)): _no_controls(str(v)) for k, v in value.items()}
 
 
 # ----------------------------------------------------------------------------- field tables
@@ -263,8 +283,8 @@ DEFAULTS_FIELDS = (
     FieldSpec("schedule", "interval or cron", "How often each target is checked.", parse_schedule, "6h"),
     FieldSpec("engine", "auto|http|browser", "How pages are fetched; auto tries plain HTTP first.", _choice(ENGINES), "auto"),
     FieldSpec("timeout", "duration", "Time allowed for one fetch.", parse_duration, "30s"),
-    FieldSpec("user_agent", "string", "User-Agent header sent with every request.", _string, DEFAULT_USER_AGENT),
-    FieldSpec("locale", "string", "Browser locale and Accept-Language.", _string, "en-US"),
+    FieldSpec("user_agent", "string", "User-Agent header sent with every request.", _line_text, DEFAULT_USER_AGENT),
+    FieldSpec("locale", "string", "Browser locale and Accept-Language.", _line_text, "en-US"),
     FieldSpec("concurrency", "number", "Fetches at once, over all targets.", _positive_int, 4),
     FieldSpec("retries", "number", "Extra attempts after a network error, 5xx or 429.", _count, 2),
     FieldSpec("confirm_delay", "duration", "Wait, then fetch again before recording a change (0s: off).", parse_duration, "30s"),
@@ -284,7 +304,7 @@ STORAGE_FIELDS = (
 # Fields a target may set itself; those also in DEFAULTS_FIELDS fall back to `defaults:`.
 TARGET_FIELDS = (
     FieldSpec("id", "slug", "Unique id, used on the command line (linkedin-privacy).", _slug, required=True),
-    FieldSpec("service", "string", "The platform (LinkedIn).", _string, required=True),
+    FieldSpec("service", "string", "The platform (LinkedIn).", _line_text, required=True),
     FieldSpec("document", "kind", f"One of {', '.join(DOCUMENT_KINDS)}.", _choice(DOCUMENT_KINDS), required=True),
     FieldSpec("url", "URL", "The page to watch.", _url),
     FieldSpec("urls", "list of URLs", "Several pages combined, in order, into one document (instead of url).", _url_list),
@@ -297,18 +317,18 @@ TARGET_FIELDS = (
     FieldSpec("enabled", "true|false", "false keeps the target listed but never checked.", _bool, True),
     FieldSpec("tags", "list", "Free labels for filtering.", _string_list, ()),
     FieldSpec("timeout", "duration", "Overrides defaults.timeout.", parse_duration),
-    FieldSpec("user_agent", "string", "Overrides defaults.user_agent.", _string),
-    FieldSpec("locale", "string", "Overrides defaults.locale.", _string),
+    FieldSpec("user_agent", "string", "Overrides defaults.user_agent.", _line_text),
+    FieldSpec("locale", "string", "Overrides defaults.locale.", _line_text),
     FieldSpec("retries", "number", "Overrides defaults.retries.", _count),
     FieldSpec("confirm_delay", "duration", "Overrides defaults.confirm_delay.", parse_duration),
     FieldSpec("alerts_to", "list of emails", "Send this target's alerts here instead of alerts.to.", _email_list),
 )
 
 SMTP_FIELDS = (
-    FieldSpec("host", "host name", "SMTP server.", _string, required=True),
+    FieldSpec("host", "host name", "SMTP server.", _line_text, required=True),
     FieldSpec("port", "number", "SMTP port (587 starttls, 465 ssl, 25 none).", _port),
     FieldSpec("security", "starttls|ssl|none", "How the connection is protected.", _choice(("starttls", "ssl", "none")), "starttls"),
-    FieldSpec("username", "string", "Login, if the server needs one.", _string),
+    FieldSpec("username", "string", "Login, if the server needs one.", _line_text),
     FieldSpec("password_env", "env var name", "Environment variable holding the password.", _env_name),
     FieldSpec("timeout", "duration", "Connection timeout.", parse_duration, "30s"),
     FieldSpec("ca_file", "path", "Extra CA certificate to trust (self-signed servers).", _string),
@@ -329,7 +349,7 @@ ALERTS_FIELDS = (
     FieldSpec("mode", "immediate|digest", "One mail per change, or a digest on digest_schedule.", _choice(("immediate", "digest")), "immediate"),
     FieldSpec("digest_schedule", "cron", "When digests go out (mode: digest), in UTC.", parse_schedule, "0 8 * * *"),
     FieldSpec("webhook", "mapping", "POST each change as JSON to a URL.", lambda v: v),
-    FieldSpec("subject_prefix", "string", "Start of every subject.", _string, "[privacy monitor]"),
+    FieldSpec("subject_prefix", "string", "Start of every subject.", _line_text, "[privacy monitor]"),
 )
 
 TOP_FIELDS = ("defaults", "storage", "alerts", "targets")

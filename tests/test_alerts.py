@@ -621,6 +621,38 @@ def test_a_refused_recipient_is_a_permanent_failure(workdir: Path, site: Site, s
     assert server.messages == []
 
 
+def test_alerts_held_through_an_outage_go_out_oldest_first(workdir: Path, site: Site, smtp: Callable[..., SmtpServer]) -> None:
+    """An alert that has failed many times waits longer than a newer one: once the server is
+    back, the newer must not overtake it (per target, alerts follow their changes' order)."""
+    server = smtp()  # down
+    site.set("/a", page(*POLICY))
+    site.set("/b", page(*POLICY))
+    specs = [{"id": t, "service": t.upper(), "document": "terms", "url": site.url(f"/{t}")} for t in ("a", "b")]
+    config_path = write_config(workdir, specs, alerts=email_alerts(server.port))
+    config = load_config(config_path)
+    check(config_path)
+    site.set("/a", page(*POLICY, "We now keep logs for two years."))
+    check(config_path, "--no-alerts", "a")
+    t0 = datetime.now(timezone.utc)
+    for minutes in (0, 1, 3):  # the first alert fails three times: its backoff grows
+        assert deliver(config, now=t0 + timedelta(minutes=minutes)).failed == 1
+    site.set("/a", page(*POLICY, "We now keep logs for two years.", AI_CLAUSE))
+    check(config_path, "--no-alerts", "a")
+    site.set("/b", page(*POLICY, AI_CLAUSE))
+    check(config_path, "--no-alerts", "b")
+    deliver(config, now=t0 + timedelta(minutes=3, seconds=10))  # still down: the new ones fail or wait too
+    server.start()
+    for seconds in range(15, 3 * 3600, 5):  # the daemon's sender, every 5s, until the outbox is empty
+        deliver(config, now=t0 + timedelta(minutes=3, seconds=seconds))
+        if len(server.messages) == 3:
+            break
+    by_age = sorted(rows(config), key=lambda r: r.id)
+    assert [r.state for r in by_age] == ["sent"] * 3
+    assert [m["Message-ID"] for m in server.messages] == [r.message_id for r in by_age]
+    a_changes = [r.change_id for r in by_age if r.target_id == "a"]
+    assert a_changes == sorted(a_changes)
+
+
 # ----------------------------------------------------------------------------- commands
 
 

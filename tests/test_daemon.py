@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from monitor.store import Store
+from monitor.store import Store, utcnow
 from monitor.targets import load_config
 
-from .conftest import POLICY, ROOT, Site, browser_pids, page, run_cli, write_config
+from .conftest import POLICY, ROOT, Site, browser_pids, in_process, page, run_cli, write_config
+from .test_alerts import Mailbox, SmtpServer, email_alerts, smtp  # noqa: F401 - smtp is a fixture
 
 pytestmark = pytest.mark.slow
 AI_CLAUSE = "We may use your personal data to develop and train artificial intelligence (AI) models."
@@ -205,3 +212,231 @@ def test_failures_back_off_and_status_shows_the_daemon(tmp_path: Path, site: Sit
     assert d.stop() == 0
     with Store.open(load_config(config)) as store:
         assert store.get_meta("heartbeat") == ""
+
+
+# ----------------------------------------------------------------------------- stopping with mail in flight
+
+
+class HeldMailbox(Mailbox):
+    """Tells the test when a message's DATA has arrived, then holds the server's 250 until
+    the test lets it go: the daemon is signalled between the data and the acceptance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook name
+        self.envelopes.append(envelope)
+        self.arrived.set()
+        deadline = time.monotonic() + 60
+        while not self.release.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return "250 OK"
+
+
+def queue_change_alert(tmp_path: Path, site: Site, alerts: dict[str, Any], path: str = "/privacy") -> Path:
+    """A target with a recorded change whose email is queued but not sent."""
+    site.set(path, page(*POLICY))
+    config = write_config(tmp_path, [{"id": "acme", "service": "Acme", "document": "privacy-policy", "url": site.url(path)}], alerts=alerts)
+    assert in_process("--config", str(config), "check")[0] == 0
+    site.set(path, page(*POLICY, AI_CLAUSE))
+    assert in_process("--config", str(config), "check", "--no-alerts")[0] == 0
+    return config
+
+
+def test_sigterm_between_data_and_acceptance_delivers_once(tmp_path: Path, site: Site, smtp: Callable[..., SmtpServer], daemons: list[DaemonProcess]) -> None:
+    server = smtp()
+    held = server.mailbox = HeldMailbox()
+    server.start()
+    config = queue_change_alert(tmp_path, site, email_alerts(server.port))
+    d = start(daemons, config, tmp_path / "a.log")
+    assert held.arrived.wait(30), f"the daemon's sender never sent DATA: {d.log.read_text()[-2000:]}"
+    d.proc.send_signal(signal.SIGTERM)
+    d.wait_event("daemon-signal")  # the daemon is stopping; only now does the server accept
+    held.release.set()
+    assert d.proc.wait(timeout=60) == 0, d.log.read_text()[-2000:]  # one signal: a clean stop
+    assert d.events("daemon-stop")
+
+    server.mailbox.arrived = threading.Event()
+    site.set("/privacy", page(*POLICY, AI_CLAUSE, "We keep logs for two years."))
+    again = start(daemons, config, tmp_path / "b.log")  # restart; a new change gives the sender work
+    assert in_process("--config", str(config), "check", "--no-alerts")[0] == 0
+    again.wait_event("alerts", where=lambda e: e.get("sent", 0) >= 1, timeout=30)
+    assert again.stop() == 0
+    cfg = load_config(config)
+    from monitor.alerts import deliver_pending, list_alerts
+
+    with Store.open(cfg) as store:  # long after every claim's lease: nothing is left to resend
+        deliver_pending(store, cfg, now=datetime.now(timezone.utc) + timedelta(days=1))
+        rows = list_alerts(store)
+    ids = Counter(m["Message-ID"] for m in server.messages)
+    assert len(ids) == 2 and set(ids.values()) == {1}, ids
+    assert {r.state for r in rows} == {"sent"} and {r.message_id for r in rows} == set(ids)
+
+
+# ----------------------------------------------------------------------------- limits, reload, heartbeat
+
+
+class HeldSite:
+    """A local server that answers only while its gate is open, and counts the requests it
+    is holding at once: what the daemon's concurrency limits are measured by."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, str] = {}
+        self.gate = threading.Event()
+        self.gate.set()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        held = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server naming
+                held._serve(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the default backlog of 5 drops concurrent fetches
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def hold(self) -> None:
+        with self._lock:
+            self.max_in_flight = self.in_flight
+        self.gate.clear()
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self.gate.wait(90)
+            body = self.bodies.get(handler.path, "").encode()
+            handler.send_response(200 if body else 404)
+            handler.send_header("Content-Type", "text/html; charset=utf-8")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def held_site() -> Iterator[HeldSite]:
+    server = HeldSite()
+    yield server
+    server.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def held_targets(held: HeldSite, count: int, schedule: str = "1h") -> list[dict[str, Any]]:
+    out = []
+    for i in range(count):
+        held.bodies[f"/p{i}"] = page(*POLICY, f"Clause {i}.")
+        out.append({"id": f"p{i}", "service": f"S{i}", "document": "terms", "url": held.url(f"/p{i}"), "schedule": schedule})
+    return out
+
+
+def test_the_daemon_runs_at_most_concurrency_checks_at_once(tmp_path: Path, held_site: HeldSite, daemons: list[DaemonProcess]) -> None:
+    held_site.hold()
+    config = write_config(tmp_path, held_targets(held_site, 4), defaults={"concurrency": 2, "host_concurrency": 8, "jitter": 0, "timeout": "90s"})
+    d = start(daemons, config, tmp_path / "d.log")
+    # all four are overdue and start within seconds: either they all reach the server, or two wait for a slot
+    reached = wait_for(lambda: held_site.in_flight + len(d.events("fetch-queued")) >= 4, 40)
+    assert reached, f"in flight {held_site.in_flight}, queued {d.events('fetch-queued')}"
+    assert held_site.max_in_flight == 2
+    held_site.gate.set()
+    d.wait_event("fetch-end", count=4, timeout=40)
+    assert held_site.max_in_flight == 2
+    assert d.stop() == 0
+
+
+def test_a_reload_rebuilds_the_fetcher_and_starts_the_sender(tmp_path: Path, held_site: HeldSite, smtp: Callable[..., SmtpServer], daemons: list[DaemonProcess]) -> None:
+    server = smtp().start()
+    targets = held_targets(held_site, 3)
+    limits = {"jitter": 0, "timeout": "90s"}
+    config = write_config(tmp_path, targets, defaults={**limits, "concurrency": 1, "host_concurrency": 1})  # no alerts yet
+    d = start(daemons, config, tmp_path / "d.log")
+    d.wait_event("fetch-end", count=3, timeout=40)
+    assert held_site.max_in_flight == 1
+    held_site.hold()
+    for i in range(3):
+        held_site.bodies[f"/p{i}"] = page(*POLICY, f"Clause {i}.", AI_CLAUSE)
+    write_config(tmp_path, [{**t, "schedule": "2s"} for t in targets], defaults={**limits, "concurrency": 3, "host_concurrency": 3},
+                 alerts=email_alerts(server.port))
+    os.kill(d.proc.pid, signal.SIGHUP)
+    d.wait_event("reload", timeout=15)
+    assert wait_for(lambda: held_site.in_flight == 3, 30), f"at most {held_site.max_in_flight} fetches at once after the reload"
+    held_site.gate.set()
+    assert wait_for(lambda: len(server.messages) == 3, 60), f"{len(server.messages)} emails: {d.log.read_text()[-2000:]}"
+    assert d.stop() == 0
+
+
+def test_the_heartbeat_outlives_a_locked_database(tmp_path: Path, site: Site, daemons: list[DaemonProcess]) -> None:
+    config = write_config(tmp_path, targets_for(site, 1, schedule="1h"))
+    cfg = load_config(config)
+    d = start(daemons, config, tmp_path / "d.log")
+    d.wait_event("fetch-end")
+
+    def beat() -> dict[str, Any] | None:
+        with Store.open(cfg) as store:
+            raw = store.get_meta("heartbeat")
+        return json.loads(raw) if raw else None
+
+    assert wait_for(lambda: beat() is not None)
+    blocker = sqlite3.connect(cfg.db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        failed = d.wait_event("heartbeat-failed", timeout=90)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert "locked" in failed[0]["error"]
+    released = utcnow()
+    assert wait_for(lambda: (beat() or {}).get("at", "") > released, 30), "the heartbeat did not resume"
+    status = json.loads(run_cli("--config", str(config), "status", "--format", "json").out)
+    assert status["daemon"]["alive"] is True
+    assert len(d.events("heartbeat-failed")) == 1  # one line for the outage, not one per retry
+    assert d.events("heartbeat-restored")
+    assert d.stop() == 0
+
+
+def test_library_warnings_are_json_events_under_log_format_json(tmp_path: Path, held_site: HeldSite, daemons: list[DaemonProcess]) -> None:
+    config = write_config(tmp_path, held_targets(held_site, 1, schedule="1s"), defaults={"jitter": 0, "timeout": "90s"})
+    held_site.hold()  # the check outlasts its 1s interval: APScheduler skips the next run and says so
+    d = start(daemons, config, tmp_path / "d.log")
+    assert wait_for(lambda: "maximum number of running instances" in d.log.read_text(), 30), d.log.read_text()[-2000:]
+    held_site.gate.set()
+    assert d.stop() == 0
+    lines = d.log.read_text().splitlines()
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json
+    [skipped, *_] = [e for e in d.events("log") if "maximum number of running instances" in e["message"]]
+    assert skipped["level"] == "warning" and skipped["logger"].startswith("apscheduler")

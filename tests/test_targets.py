@@ -183,3 +183,19 @@ def test_shipped_targets_file_is_valid_and_covers_the_platforms() -> None:
     services = {t.service for t in config.targets if t.service != "LinkedIn"}
     with_both = {s for s in services if {"privacy-policy", "terms"} <= {t.document for t in config.targets if t.service == s}}
     assert len(with_both) >= 10, sorted(with_both)
+
+
+def test_control_characters_in_header_bound_text_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("service: LinkedIn", 'service: "LinkedIn\\r\\nBcc: victim@example.com"'))
+    result = run_cli("--config", str(path), "validate")
+    assert result.code == 2 and "Traceback" not in result.err
+    [line] = result.err.strip().splitlines()
+    assert line.startswith(f"error: {path}:9: targets[linkedin-privacy].service: ") and "control character" in line
+    for field, value in (("user_agent", '"bot\\x00"'), ("locale", '"en\\tUS"')):
+        text = GOOD.replace("    tags: [ai]\n", f"    tags: [ai]\n    {field}: {value}\n")
+        [problem] = problems(tmp_path, text)
+        assert f"targets[linkedin-privacy].{field}: " in problem and "control character" in problem
+    alerts = GOOD + 'alerts:\n  from: m@example.org\n  subject_prefix: "[pm]\\nBcc: x@example.org"\n  webhook:\n    url: https://hook.example/\n    headers: {X-Token: "a\\r\\nX-Evil: 1"}\n'
+    found = problems(tmp_path, alerts)
+    assert any(p.startswith(f"{path}:") and "alerts.subject_prefix: " in p and "control character" in p for p in found), found
+    assert any("alerts.webhook.headers: " in p and "control character" in p for p in found), found
