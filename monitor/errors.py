@@ -62,15 +62,42 @@ class AlertError(MonitorError):
         super().__init__(message)
 
 
-class FetchError(MonitorError):
-    """A capture failed. `kind` is a stable, typed classification stored with the fetch.
+# Every kind of failed fetch, in one table: the kind stored with the fetch row (fetches.
+# error_kind), what it means, and whether it is retried within the check. The README's failure
+# list is this table (a test keeps them equal). Failures are never versions.
+FAILURE_KINDS: dict[str, tuple[str, bool]] = {
+    "network": ("the connection failed or was cut", True),
+    "dns": ("the host name does not resolve", False),
+    "timeout": ("the fetch ran out of time: no answer, a server that trickles bytes, a page that never finishes "
+                "loading, or a renderer kept busy by a script (the page is closed, the browser relaunched if it "
+                "stops answering)", True),
+    "http-403": ("the server answered 403 Forbidden", False),
+    "http-404": ("the server answered 404 Not Found", False),
+    "http-410": ("the server answered 410 Gone", False),
+    "http-429": ("the server answered 429 Too Many Requests (Retry-After honoured)", True),
+    "http-5xx": ("the server answered with a 5xx status", True),
+    "http-error": ("another non-2xx status, or too many redirects", False),
+    "bot-wall": ("a captcha, challenge or block page (Cloudflare, Akamai, PerimeterX, DataDome, ...) instead of the "
+                 "document, whatever its status, 200 included", False),
+    "navigated-away": ("the page left the target's site (a redirect to another site), or a script navigated "
+                       "after the page had loaded", False),
+    "too-large": ("over a size limit: the document's bytes (also after decompression), everything a browser page "
+                  "loads, or the number of elements in its DOM", False),
+    "selector-missing": ("the target's `select` or `wait_for` matched nothing", False),
+    "empty": ("no text on the page", False),
+    "too-short": ("under 30% of the previous version: a half-loaded or error page with a 200", False),
+    "non-html": ("neither a web page, text nor PDF (JSON, an image, binary data)", False),
+    "extract-failed": ("the page could not be read (a broken PDF, unparseable markup)", False),
+    "browser-crashed": ("the browser died or failed during the fetch; it is relaunched", True),
+    "internal": ("a bug in the monitor while checking this target; the other targets go on", False),
+}
 
-    Kinds: network, dns, timeout, http-403, http-404, http-410, http-429, http-5xx, http-error,
-    bot-wall, selector-missing, empty, too-short, non-html, browser-crashed, extract-failed.
-    """
+
+class FetchError(MonitorError):
+    """A capture failed. `kind` is one of FAILURE_KINDS, stored with the fetch."""
 
     exit_code = 1
-    RETRYABLE = frozenset({"network", "timeout", "http-429", "http-5xx", "browser-crashed"})
+    RETRYABLE = frozenset(k for k, (_, retried) in FAILURE_KINDS.items() if retried)
 
     def __init__(
         self,
@@ -81,6 +108,8 @@ class FetchError(MonitorError):
         status: int | None = None,
         retry_after: float | None = None,
     ):
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"unknown failure kind {kind!r}; add it to errors.FAILURE_KINDS")
         self.kind = kind
         self.url = url
         self.status = status

@@ -5,13 +5,24 @@ single fetch: the long-lived browser (relaunched if it dies, recycled every N fe
 memory), the per-host politeness gate, and the retry policy. `capture_target` turns a target
 into a `Capture`: the raw pages, the extracted document and the fetch record, or a typed
 FetchError. Each browser fetch runs in a fresh context, so nothing is carried between targets.
+
+Every fetch is bounded (`Limits`): total time (the target's `timeout`, per attempt), the
+document's bytes (after decompression), everything a browser page loads, the elements of its
+DOM, and how long a renderer may stay busy in a script when the engine reads the page. A page
+that crosses one ends as a typed failure (`timeout`, `too-large`), as does a block page served
+with a 200 (`bot-wall`) and a page that leaves its site or navigates after loading
+(`navigated-away`): none of them becomes a version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
+import os
 import random
 import re
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -20,19 +31,41 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import BrowserError, FetchError
+from .charset import HTML_TYPES, decode_body
+from .errors import BrowserError, FetchError, InputError
 from .extract import Document, extract_bytes, load_data, sniff_format
 from .store import FetchRecord, RawPart, utcnow
 
 if TYPE_CHECKING:
     from .targets import Defaults, Target
 
+log = logging.getLogger("monitor")
+
 MAX_BYTES = 25 * 1024 * 1024
 MAX_RETRY_AFTER = 120.0
 TOO_SHORT_RATIO = 0.3
 BLOCKED_RESOURCES = frozenset({"image", "media", "font"})
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = {"text/plain": "text", "text/markdown": "markdown", "text/x-markdown": "markdown", "application/pdf": "pdf"}
+# Part of the extraction key: bump it when the bytes-to-text decoding changes, so pages whose
+# bytes did not change are decoded again (and a page once read with U+FFFD is read right).
+DECODER_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one fetch may take, in both engines (README: "Limits of a fetch"). Total time is
+    the target's `timeout`, for each attempt: the HTTP engine's whole request and body, the
+    browser's load, settle and read."""
+
+    max_bytes: int = MAX_BYTES  # one document, after decompression (HTTP body; browser main document and its HTML)
+    max_page_bytes: int = 100 * 1024 * 1024  # everything one browser page receives: document, scripts, XHR
+    max_dom_nodes: int = 200_000  # elements in the rendered page
+    script_time: float = 10.0  # the longest a renderer may stay busy (a script running) when the engine reads the page
+    close_time: float = 10.0  # to close a fetch's browser context; past it the browser is probed, killed if it does not answer
+
+
+def _too_large(url: str, what: str, limit: int, status: int | None = None) -> FetchError:
+    return FetchError("too-large", f"{url}: {what} is larger than {limit // 2**20} MB; not recorded", url=url, status=status)
 
 
 @dataclass
@@ -58,7 +91,13 @@ class Page:
         if mime in TEXT_TYPES:
             return TEXT_TYPES[mime]
         if not mime or mime in ("application/octet-stream", "binary/octet-stream"):
-            return sniff_format(self.body, urlsplit(self.final_url).path)
+            path = urlsplit(self.final_url).path
+            try:
+                return sniff_format(self.body, path)
+            except InputError:
+                if b"\x00" in self.body[:4096]:
+                    raise FetchError("non-html", f"{self.final_url} is binary data, not a web page or PDF", url=self.final_url, status=self.status) from None
+                return sniff_format(decode_body(self.body[:4096], None).encode("utf-8"), path)  # text in a legacy encoding
         raise FetchError("non-html", f"{self.final_url} is {mime}, not a web page or PDF", url=self.final_url, status=self.status)
 
     @property
@@ -109,6 +148,95 @@ def looks_like_bot_wall(body: bytes) -> bool:
 def needs_javascript(body: bytes) -> bool:
     head = body[:50000].decode("utf-8", errors="replace").lower()
     return any(marker in head for marker in load_data("botwall.yaml")["needs_javascript"])
+
+
+def check_block_page(page: Page) -> None:
+    """Raise `bot-wall` if a 2xx HTML page is a block or challenge page (Cloudflare, Akamai,
+    PerimeterX, DataDome, ...) rather than the document. A block page is short: only pages
+    whose visible text is under `block_pages.max_text` are looked at, and they must show a
+    block page's title, a phrase of one, or a vendor's fingerprint in the HTML (all data, in
+    monitor/data/botwall.yaml). Pages that merely mention captchas or bot vendors are long,
+    or lack the titles and phrases, and pass."""
+    reason = block_page_reason(page)
+    if reason:
+        raise FetchError("bot-wall", f"{page.url} answered {page.status} with a block page ({reason}); not recorded",
+                         url=page.url, status=page.status)
+
+
+def block_page_reason(page: Page) -> str | None:
+    if page.fmt != "html":
+        return None
+    rules = load_data("botwall.yaml")["block_pages"]
+    if len(page.body) > rules["max_html_bytes"]:
+        return None
+    title, text, markup = _read_html(decode_body(page.body, page.content_type, html=True))
+    if len(text) > rules["max_text"]:
+        return None
+    if title in rules["titles"]:
+        return f"title {title!r}"
+    for phrase in rules["phrases"]:
+        if phrase in text:
+            return repr(phrase)
+    for mark in rules["fingerprints"]:
+        if mark in markup:
+            return repr(mark)
+    return None
+
+
+def _read_html(html: str) -> tuple[str, str, str]:
+    """(title, visible text, markup) of a page, lowercased, whitespace collapsed. The markup
+    is what a reader does not see (attribute values, scripts, styles), where vendors leave
+    their fingerprints; a page that names a vendor in its text does not match there."""
+    import lxml.html
+    from lxml.etree import ParserError
+
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except (ParserError, ValueError):
+        return "", "", ""
+    hidden = [" ".join(node.attrib.values()) for node in doc.iter() if isinstance(node.tag, str) and node.attrib]
+    for node in doc.xpath("//script|//style|//noscript|//template"):
+        hidden.append(node.text_content())
+        node.drop_tree()
+    titles = doc.xpath("//title")
+    title = " ".join(titles[0].text_content().split()).lower() if titles else ""
+    body = doc.find("body")
+    text = " ".join((body if body is not None else doc).text_content().split()).lower()
+    return title, text, " ".join(hidden).lower()
+
+
+# ----------------------------------------------------------------------------- sites
+
+
+def site_of(url: str) -> str:
+    """The site a URL belongs to: its registrable domain, approximately (the last two labels
+    of the host; three under a second-level suffix such as co.uk, or under a shared hosting
+    suffix such as github.io, both listed in monitor/data/sites.yaml). An IP address or a
+    single-label host is its own site. Scheme and port do not matter."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if len(labels) <= 2:
+        return host
+    data = load_data("sites.yaml")
+    tail2, tail3 = ".".join(labels[-2:]), ".".join(labels[-3:])
+    if tail3 in data["shared_suffixes"] and len(labels) > 3:
+        return ".".join(labels[-4:])
+    if tail2 in data["shared_suffixes"] or (len(labels[-1]) == 2 and labels[-2] in data["second_level"]):
+        return tail3
+    return tail2
+
+
+def same_site(url: str, other: str) -> bool:
+    return site_of(url) == site_of(other)
+
+
+def _left_site(url: str, final: str, status: int | None) -> FetchError:
+    return FetchError("navigated-away", f"{url} ended on {final}, another site; not recorded", url=url, status=status)
 
 
 def retry_after(headers: dict[str, str]) -> float | None:
@@ -213,11 +341,15 @@ class Engine:
 
 @engine("http")
 class HttpEngine(Engine):
-    """Plain HTTP(S) with httpx: fast and cheap, enough for most static policy pages."""
+    """Plain HTTP(S) with httpx: fast and cheap, enough for most static policy pages. The whole
+    request, body included, must finish within the target's timeout (a server that sends one
+    byte a second does not hold it), and the body may not exceed Limits.max_bytes once
+    decompressed (a gzip bomb is cut off after the limit, not inflated)."""
 
     async def get(self, url: str, target: Target) -> Page:
         import httpx
 
+        limits = self.fetcher.limits
         headers = {
             "User-Agent": target.user_agent,
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,application/pdf;q=0.8,*/*;q=0.5",
@@ -225,29 +357,39 @@ class HttpEngine(Engine):
         }
         timeout = httpx.Timeout(target.timeout)
         try:
-            async with httpx.AsyncClient(follow_redirects=True, timeout=timeout, headers=headers, max_redirects=10) as client:
-                async with client.stream("GET", url) as response:
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > MAX_BYTES:
-                            raise FetchError("non-html", f"{url} is larger than {MAX_BYTES // 2**20} MB", url=url)
-                        chunks.append(chunk)
-                    body = b"".join(chunks)
-        except httpx.TimeoutException:
-            raise FetchError("timeout", f"{url} did not answer within {target.timeout:g}s", url=url) from None
-        except httpx.TooManyRedirects:
-            raise FetchError("http-error", f"{url} redirects too many times", url=url) from None
-        except (httpx.HTTPError, OSError) as exc:
-            kind = "dns" if _in_chain(exc, socket.gaierror) else "network"
-            raise FetchError(kind, f"{url}: {exc.__class__.__name__}: {exc or 'connection failed'}", url=url) from None
+            async with asyncio.timeout(target.timeout):
+                try:
+                    async with httpx.AsyncClient(follow_redirects=True, timeout=timeout, headers=headers, max_redirects=10) as client:
+                        async with client.stream("GET", url) as response:
+                            declared = response.headers.get("content-length", "").strip()
+                            if declared.isdigit() and int(declared) > limits.max_bytes:
+                                raise _too_large(url, "the page", limits.max_bytes, response.status_code)
+                            chunks: list[bytes] = []
+                            size = 0
+                            async for chunk in response.aiter_bytes():  # decompressed, chunk by chunk
+                                size += len(chunk)
+                                if size > limits.max_bytes:
+                                    raise _too_large(url, "the page", limits.max_bytes, response.status_code)
+                                chunks.append(chunk)
+                            body = b"".join(chunks)
+                except httpx.TimeoutException:
+                    raise FetchError("timeout", f"{url} did not answer within {target.timeout:g}s", url=url) from None
+                except httpx.TooManyRedirects:
+                    raise FetchError("http-error", f"{url} redirects too many times", url=url) from None
+                except (httpx.HTTPError, OSError) as exc:
+                    kind = "dns" if _in_chain(exc, socket.gaierror) else "network"
+                    raise FetchError(kind, f"{url}: {exc.__class__.__name__}: {exc or 'connection failed'}", url=url) from None
+        except TimeoutError:
+            raise FetchError("timeout", f"{url} did not finish within {target.timeout:g}s (the fetch's time limit)", url=url) from None
+        final_url = str(response.url)
+        if not same_site(url, final_url):
+            raise _left_site(url, final_url, response.status_code)
         head = {k.lower(): v for k, v in response.headers.items()}
         error = _status_error(response.status_code, url, body, head)
         if error:
             raise error
         return Page(
-            url=url, final_url=str(response.url), status=response.status_code, body=body,
+            url=url, final_url=final_url, status=response.status_code, body=body,
             content_type=head.get("content-type"), engine="http", etag=head.get("etag"),
             last_modified=head.get("last-modified"),
         )
@@ -260,12 +402,21 @@ _TIMEOUT_CODES = {"ERR_TIMED_OUT", "ERR_CONNECTION_TIMED_OUT"}
 
 @engine("browser")
 class BrowserEngine(Engine):
-    """A shared headless Chromium through Playwright; a fresh context for every fetch."""
+    """A shared headless Chromium through Playwright; a fresh context for every fetch.
+
+    Each fetch runs under a deadline (the target's timeout) and a `_Watch` that sees, from
+    the browser's network events rather than from inside the page, the bytes the page
+    receives and any navigation of its main frame; crossing a limit ends the fetch at once.
+    Reading the page (its DOM size, its HTML) must answer within Limits.script_time, or the
+    renderer is stuck in a script. Whatever happened, the fetch's context is closed, which
+    ends its renderer; a browser that does not answer then is killed and relaunched."""
 
     def __init__(self, fetcher: Fetcher):
         super().__init__(fetcher)
         self._pw: Any = None
         self._browser: Any = None
+        self._cdp: Any = None  # a browser-level DevTools session: the liveness probe
+        self._pid: int | None = None  # the browser process, to kill if it stops answering
         self._lock = asyncio.Lock()
         self._fetches = 0
         self._active = 0
@@ -297,10 +448,21 @@ class BrowserEngine(Engine):
             self.version = self._browser.version
             self._fetches = 0
             self.launches += 1
+            await self._find_process()
             return self._browser
+
+    async def _find_process(self) -> None:
+        self._cdp, self._pid = None, None
+        try:
+            self._cdp = await self._browser.new_browser_cdp_session()
+            info = await asyncio.wait_for(self._cdp.send("SystemInfo.getProcessInfo"), 10)
+            self._pid = next((int(p["id"]) for p in info.get("processInfo", []) if p.get("type") == "browser"), None)
+        except Exception:  # without a pid an unresponsive browser is ended by stopping the driver
+            pass
 
     async def _close_browser(self) -> None:
         browser, self._browser = self._browser, None
+        self._cdp, self._pid = None, None
         if browser is not None:
             try:
                 await asyncio.wait_for(browser.close(), timeout=10)
@@ -310,90 +472,199 @@ class BrowserEngine(Engine):
     async def close(self) -> None:
         async with self._lock:
             await self._close_browser()
-            if self._pw is not None:
-                try:
-                    await asyncio.wait_for(self._pw.stop(), timeout=10)
-                except Exception:
-                    pass
-                self._pw = None
+            await self._stop_driver()
+
+    async def _stop_driver(self) -> None:
+        pw, self._pw = self._pw, None
+        if pw is not None:
+            try:
+                await asyncio.wait_for(pw.stop(), timeout=10)
+            except Exception:
+                pass
 
     async def get(self, url: str, target: Target) -> Page:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         browser = await self._ensure_browser()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + target.timeout
         self._active += 1
         self._fetches += 1
-        context = None
-        deadline = time.monotonic() + target.timeout
+        held: dict[str, Any] = {}
+        watch = _Watch(url, self.fetcher.limits)
+        work = asyncio.ensure_future(self._load(browser, url, target, held, watch, deadline))
         try:
-            context = await browser.new_context(
-                user_agent=target.user_agent, locale=target.locale, service_workers="block",
-                accept_downloads=False, java_script_enabled=True,
-            )
-            await context.route("**/*", _block_heavy)
-            page = await context.new_page()
-            try:
-                response = await page.goto(url, wait_until="domcontentloaded", timeout=target.timeout * 1000)
-            except PlaywrightError as exc:
-                if "Download is starting" in str(exc) or "net::ERR_ABORTED" in str(exc):
-                    return await self._download(context, url, target)
-                raise
-            if response is None:
-                raise FetchError("network", f"{url}: the browser got no response", url=url)
-            status = response.status
-            headers = {k.lower(): v for k, v in (await response.all_headers()).items()}
-            mime = (headers.get("content-type") or "").split(";")[0].strip().lower()
-            if mime and mime not in HTML_TYPES and mime not in TEXT_TYPES:
-                body = await response.body()
-                raise FetchError("non-html", f"{url} is {mime}, not a web page or PDF", url=url, status=status)
-            if mime == "application/pdf":
-                return await self._download(context, url, target)
-            if not 200 <= status < 300:
-                body = (await page.content()).encode("utf-8")
-                error = _status_error(status, url, body, headers)
-                if error:
-                    raise error
-            wanted = target.wait_for or (target.select[0] if target.select else None)
-            remaining = max(0.5, deadline - time.monotonic())
-            if wanted:
-                try:
-                    await page.wait_for_selector(wanted, state="attached", timeout=remaining * 1000)
-                except PlaywrightTimeout:
-                    body = (await page.content()).encode("utf-8")
-                    if looks_like_bot_wall(body):
-                        raise FetchError("bot-wall", f"{url} showed a bot wall or captcha", url=url, status=status) from None
-                    raise FetchError("selector-missing", f"{wanted!r} did not appear on {url} within {target.timeout:g}s", url=url, status=status) from None
-            remaining = deadline - time.monotonic()
-            if remaining > 0.2:
-                try:
-                    await page.wait_for_load_state("networkidle", timeout=min(remaining, 3.0) * 1000)
-                except PlaywrightTimeout:
-                    pass  # pages that poll forever: capture what is there
-            await page.evaluate(_REMOVE_OVERLAYS, load_data("consent.yaml")["selectors"])
-            html = await page.content()
-            return Page(
-                url=url, final_url=page.url, status=status, body=html.encode("utf-8"),
-                content_type="text/html; charset=utf-8", engine="browser", etag=headers.get("etag"),
-                last_modified=headers.get("last-modified"), browser_version=self.version,
-            )
+            await asyncio.wait({work, watch.error}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+            watch.check()  # a limit crossed, a navigation: that, whatever the load was doing then
+            if work.done():
+                return work.result()
+            raise FetchError("timeout", f"{url} did not load within {target.timeout:g}s (the fetch's time limit)", url=url)
         except PlaywrightTimeout:
             raise FetchError("timeout", f"{url} did not load within {target.timeout:g}s", url=url) from None
         except PlaywrightError as exc:
+            watch.check()  # the page navigated or was stopped under the reading
             raise self._classify(exc, url) from None
         finally:
+            abandoned = not work.done()
+            if abandoned:
+                work.cancel()
+                await asyncio.wait({work}, timeout=1.0)
+            if work.done() and not work.cancelled():
+                work.exception()  # retrieved: an abandoned load's error is not news
             self._active -= 1
-            if context is not None:
+            await self._discard(held.get("context"), url, abandoned=abandoned)
+
+    async def _load(self, browser: Any, url: str, target: Target, held: dict[str, Any], watch: _Watch, deadline: float) -> Page:
+        from playwright.async_api import Error as PlaywrightError
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+        limits = self.fetcher.limits
+        loop = asyncio.get_running_loop()
+
+        def remaining() -> float:
+            return max(0.1, deadline - loop.time())
+
+        context = held["context"] = await browser.new_context(
+            user_agent=target.user_agent, locale=target.locale, service_workers="block",
+            accept_downloads=False, java_script_enabled=True,
+        )
+        await context.route("**/*", _block_heavy)
+        page = await context.new_page()
+        await watch.attach(context, page)
+        try:
+            response = await page.goto(url, wait_until="domcontentloaded", timeout=remaining() * 1000)
+        except PlaywrightError as exc:
+            watch.check()
+            if "Download is starting" in str(exc) or "net::ERR_ABORTED" in str(exc):
+                return await self._download(context, url, target)
+            raise
+        if response is None:
+            raise FetchError("network", f"{url}: the browser got no response", url=url)
+        status = response.status
+        headers = {k.lower(): v for k, v in (await response.all_headers()).items()}
+        mime = (headers.get("content-type") or "").split(";")[0].strip().lower()
+        if mime and mime not in HTML_TYPES and mime not in TEXT_TYPES:
+            raise FetchError("non-html", f"{url} is {mime}, not a web page or PDF", url=url, status=status)
+        if mime == "application/pdf":
+            return await self._download(context, url, target)
+        if not 200 <= status < 300:
+            body = (await self._read(page.content(), url)).encode("utf-8")
+            error = _status_error(status, url, body, headers)
+            if error:
+                raise error
+        wanted = target.wait_for or (target.select[0] if target.select else None)
+        if wanted:
+            reserve = min(2.0, 0.2 * target.timeout)  # to read the page and tell a bot wall from a missing selector
+            try:
+                await page.wait_for_selector(wanted, state="attached", timeout=max(0.1, remaining() - reserve) * 1000)
+            except PlaywrightTimeout:
+                watch.check()
+                body = (await self._read(page.content(), url)).encode("utf-8")
+                if looks_like_bot_wall(body):
+                    raise FetchError("bot-wall", f"{url} showed a bot wall or captcha", url=url, status=status) from None
+                raise FetchError("selector-missing", f"{wanted!r} did not appear on {url} within {target.timeout:g}s", url=url, status=status) from None
+        if deadline - loop.time() > 0.2:
+            try:
+                await page.wait_for_load_state("networkidle", timeout=min(remaining(), 3.0) * 1000)
+            except PlaywrightTimeout:
+                pass  # pages that poll forever: capture what is there
+        watch.loaded = True  # loaded or not, the page is what we read now: it may not navigate any more
+        watch.check()
+        await self._read(page.evaluate(_REMOVE_OVERLAYS, load_data("consent.yaml")["selectors"]), url)
+        nodes = await self._read(page.evaluate("() => document.getElementsByTagName('*').length"), url)
+        if nodes > limits.max_dom_nodes:
+            raise FetchError("too-large", f"{url}: the page has {nodes} elements (limit {limits.max_dom_nodes}); not recorded", url=url, status=status)
+        html = await self._read(page.content(), url)
+        watch.check()
+        body = html.encode("utf-8")
+        if len(body) > limits.max_bytes:
+            raise _too_large(url, "the rendered page", limits.max_bytes, status)
+        final_url = page.url
+        if not same_site(url, final_url):
+            raise _left_site(url, final_url, status)
+        return Page(
+            url=url, final_url=final_url, status=status, body=body,
+            content_type="text/html; charset=utf-8", engine="browser", etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"), browser_version=self.version,
+        )
+
+    async def _read(self, awaitable: Any, url: str) -> Any:
+        """An answer from the renderer, within Limits.script_time: a renderer that cannot
+        answer is stuck in a script (`while(true){}`), and waiting longer will not help."""
+        limit = self.fetcher.limits.script_time
+        try:
+            return await asyncio.wait_for(awaitable, limit)
+        except TimeoutError:
+            raise FetchError(
+                "timeout", f"{url}: the page's scripts kept its renderer busy for over {limit:g}s (a hung renderer); the page was closed",
+                url=url,
+            ) from None
+
+    async def _discard(self, context: Any, url: str, *, abandoned: bool) -> None:
+        """Close a fetch's context, and with it its renderer, even one stuck in a script. A
+        browser that does not manage that within Limits.close_time (or never even opened the
+        context of a fetch that ran out of time), and then does not answer a probe, is
+        killed; the next fetch relaunches it."""
+        if context is not None:
+            try:
+                await asyncio.wait_for(context.close(), self.fetcher.limits.close_time)
+                return
+            except TimeoutError:
+                pass
+            except Exception:  # the browser is gone already; the next fetch relaunches it
+                return
+        elif not abandoned:
+            return
+        if await self._responsive():
+            return
+        await self._kill_browser(f"it stopped answering during the fetch of {url}")
+
+    async def _responsive(self) -> bool:
+        browser, session = self._browser, self._cdp
+        if browser is None or not browser.is_connected():
+            return True  # dead, not hung: relaunched on the next fetch anyway
+        if session is None:
+            return False
+        try:
+            await asyncio.wait_for(session.send("Browser.getVersion"), min(5.0, self.fetcher.limits.close_time))
+            return True
+        except Exception:
+            return False
+
+    async def _kill_browser(self, why: str) -> None:
+        pid = self._pid
+        self._suspect = True
+        log.warning("browser: killing Chromium (pid %s): %s; it is relaunched for the next fetch", pid, why)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        async with self._lock:
+            browser, self._browser = self._browser, None
+            self._cdp, self._pid = None, None
+            if pid is None:
+                await self._stop_driver()  # the driver takes its browser with it
+            elif browser is not None:
                 try:
-                    await asyncio.wait_for(context.close(), timeout=5)
-                except Exception:  # the browser may already be gone
+                    await asyncio.wait_for(browser.close(), timeout=5)
+                except Exception:
                     pass
 
     async def _download(self, context: Any, url: str, target: Target) -> Page:
         """Non-HTML documents (a PDF policy) are fetched through the context's request API."""
+        limits = self.fetcher.limits
         response = await context.request.get(url, timeout=target.timeout * 1000)
-        body = await response.body()
         headers = {k.lower(): v for k, v in response.headers.items()}
+        declared = headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > limits.max_bytes:
+            raise _too_large(url, "the document", limits.max_bytes, response.status)
+        body = await response.body()
+        if len(body) > limits.max_bytes:
+            raise _too_large(url, "the document", limits.max_bytes, response.status)
+        if not same_site(url, response.url):
+            raise _left_site(url, response.url, response.status)
         error = _status_error(response.status, url, body, headers)
         if error:
             raise error
@@ -415,6 +686,72 @@ class BrowserEngine(Engine):
         if code in _TIMEOUT_CODES:
             return FetchError("timeout", f"{url}: {code}", url=url)
         return FetchError("network", f"{url}: {code}", url=url)
+
+
+class _Watch:
+    """What one browser page does, seen from the browser's events rather than from inside the
+    page (so a script cannot hide it, nor a stuck renderer delay it): the bytes it receives,
+    per document and in all, and navigations of its main frame once it has loaded. Crossing a
+    limit sets `error` at once; the fetch stops there."""
+
+    def __init__(self, url: str, limits: Limits):
+        self.url = url
+        self.limits = limits
+        self.error: asyncio.Future[FetchError] = asyncio.get_running_loop().create_future()
+        self.loaded = False
+        self.page: Any = None
+        self.received = 0
+        self.documents: dict[str, int] = {}  # DevTools request id -> bytes received
+
+    def trip(self, error: FetchError) -> None:
+        if not self.error.done():
+            self.error.set_result(error)
+
+    def check(self) -> None:
+        if self.error.done():
+            raise self.error.result()
+
+    async def attach(self, context: Any, page: Any) -> None:
+        self.page = page
+        page.on("load", self._on_load)
+        page.on("request", self._on_request)
+        session = await context.new_cdp_session(page)
+        session.on("Network.responseReceived", self._on_response)
+        session.on("Network.dataReceived", self._on_data)
+        await session.send("Network.enable")
+
+    def _on_load(self, _page: Any) -> None:
+        self.loaded = True  # the document's load event: from here on, a navigation leaves it
+
+    def _on_request(self, request: Any) -> None:
+        if not self.loaded:
+            return  # redirects and script redirects during the load: the final URL's site is checked
+        try:
+            leaving = request.is_navigation_request() and request.frame == self.page.main_frame
+        except Exception:
+            return
+        if leaving:
+            self.trip(FetchError("navigated-away", f"{self.url}: a script navigated to {request.url} after the page had loaded; not recorded", url=self.url))
+
+    def _on_response(self, event: dict[str, Any]) -> None:
+        if event.get("type") != "Document":
+            return
+        response = event.get("response", {})
+        self.documents.setdefault(event.get("requestId", ""), 0)
+        length = {k.lower(): v for k, v in response.get("headers", {}).items()}.get("content-length", "").strip()
+        if length.isdigit() and int(length) > self.limits.max_bytes:
+            self.trip(_too_large(self.url, "the page", self.limits.max_bytes, response.get("status")))
+
+    def _on_data(self, event: dict[str, Any]) -> None:
+        size = int(event.get("dataLength") or 0)
+        self.received += size
+        request_id = event.get("requestId", "")
+        if request_id in self.documents:
+            self.documents[request_id] += size
+            if self.documents[request_id] > self.limits.max_bytes:
+                self.trip(_too_large(self.url, "the page (decompressed)", self.limits.max_bytes))
+        if self.received > self.limits.max_page_bytes:
+            self.trip(_too_large(self.url, "what the page loaded", self.limits.max_page_bytes))
 
 
 async def _block_heavy(route: Any) -> None:
@@ -459,8 +796,9 @@ def _executable_for(pw: Any) -> str | None:
 class Fetcher:
     """Shared fetch state for one run: engines, politeness, retries. Use `async with`."""
 
-    def __init__(self, defaults: Defaults, *, sleep: Callable[[float], Any] = asyncio.sleep):
+    def __init__(self, defaults: Defaults, *, sleep: Callable[[float], Any] = asyncio.sleep, limits: Limits | None = None):
         self.defaults = defaults
+        self.limits = limits or Limits()
         self.recycle_after = defaults.recycle_after
         self.gate = HostGate(defaults.host_concurrency, defaults.host_delay)
         self._engines: dict[str, Engine] = {}
@@ -497,7 +835,7 @@ class Fetcher:
             attempts += 1
             slot = await self.gate(url)
             try:
-                page = await self.engine(engine_name).get(url, target)
+                page = await self._attempt(url, target, engine_name)
                 page.attempts = attempts
                 return page
             except FetchError as exc:
@@ -512,6 +850,20 @@ class Fetcher:
                 slot.release()
             await self._sleep(wait)
 
+    async def _attempt(self, url: str, target: Target, engine_name: str) -> Page:
+        """One attempt. Each engine keeps to the target's timeout itself (and closes what it
+        opened); this outer bound, with room for that closing and a browser launch, only
+        guarantees that no attempt outlives it whatever an engine does."""
+        bound = target.timeout + self.limits.close_time + 30.0
+        try:
+            async with asyncio.timeout(bound):
+                page = await self.engine(engine_name).get(url, target)
+        except TimeoutError:
+            raise FetchError("timeout", f"{url} did not finish within {target.timeout:g}s (the fetch's time limit)", url=url) from None
+        if 200 <= page.status < 300:
+            check_block_page(page)
+        return page
+
 
 def extraction_key(target: Target, pages: list[Page]) -> str:
     """What the extracted text depends on: the bytes of each page, the target's select and
@@ -522,7 +874,7 @@ def extraction_key(target: Target, pages: list[Page]) -> str:
     from . import __version__
     from .extract import EXTRACTOR_VERSION
 
-    digest = hashlib.sha256(f"{__version__}|{EXTRACTOR_VERSION}|{target.select}|{target.remove}".encode())
+    digest = hashlib.sha256(f"{__version__}|{EXTRACTOR_VERSION}|{DECODER_VERSION}|{target.select}|{target.remove}".encode())
     for page in pages:
         digest.update(f"|{page.final_url}|{page.content_type}|".encode())
         digest.update(hashlib.sha256(page.body).digest())
@@ -601,10 +953,7 @@ def _needs_browser(pages: list[Page], document: Document) -> bool:
 
 def _extract_checked(target: Target, pages: list[Page], previous_length: int | None) -> Document:
     """Extract and combine the pages; refuse empty or suspiciously short results."""
-    docs = [
-        extract_bytes(page.body, page.fmt, source=page.final_url, base_url=page.final_url, select=target.select, remove=target.remove)
-        for page in pages
-    ]
+    docs = [_extract_page(target, page) for page in pages]
     if len(docs) == 1:
         document = docs[0]
         document.source = target.url
@@ -618,6 +967,14 @@ def _extract_checked(target: Target, pages: list[Page], previous_length: int | N
             document.effective_date, document.effective_text = found
     refuse_unusable(document, previous_length, target.url, status=pages[-1].status)
     return document
+
+
+def _extract_page(target: Target, page: Page) -> Document:
+    """One page's document. Text formats are decoded here, by the HTML standard's sniffing
+    order (decode_body), never as UTF-8 with replacement characters; PDFs carry their own."""
+    fmt = page.fmt
+    data = page.body if fmt == "pdf" else decode_body(page.body, page.content_type, html=fmt == "html").encode("utf-8")
+    return extract_bytes(data, fmt, source=page.final_url, base_url=page.final_url, select=target.select, remove=target.remove)
 
 
 def refuse_unusable(document: Document, previous_length: int | None, url: str, *, status: int | None = None) -> None:
