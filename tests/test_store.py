@@ -176,3 +176,17 @@ def test_change_and_its_alerts_are_one_transaction(store: Store) -> None:
     # recording the same change again returns the same id and queues nothing more
     assert store.add_change(v1, v2, result, alert_rows=[{"kind": "change", "channel": "email", "target_id": "t1"}]) == change_id
     assert store.counts()["alerts"] == 1
+
+
+def test_a_capture_committed_after_a_later_one_with_the_same_text_is_not_a_version(tmp_path: Path, store: Store) -> None:
+    """Issue 12 #9, the interleaving two concurrent checks produce: A fetches at t1, B at t2,
+    B commits first. A must not become a second version of the same text."""
+    add(store, "<p>One.</p>", when="2026-01-01T00:00:00.000Z")
+    other = Store(tmp_path / "monitor.db", tmp_path / "snapshots")  # a second process's connection
+    try:
+        assert add(other, "<p>Two.</p>", when="2026-01-01T00:00:02.000Z") is not None  # B
+        assert add(store, "<p>Two.</p>", when="2026-01-01T00:00:01.000Z") is None  # A
+    finally:
+        other.close()
+    texts = [r["text_sha256"] for r in store.db.query("select text_sha256 from versions order by observed_at, seq")]
+    assert len(texts) == 2 and texts[0] != texts[1]
