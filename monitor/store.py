@@ -24,8 +24,8 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,6 +152,57 @@ class VerifyProblem:
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.where}: {self.message}"
+
+
+@dataclass
+class ChangePlan:
+    """A change as its check described it: the diff, the outbox rows, the rendered clauses."""
+
+    result: DiffResult
+    alert_rows: list[dict[str, Any]] = field(default_factory=list)
+    html: str | None = None
+    html_version: int | None = None
+
+
+# (predecessor, new document, reverted_to) -> the change from that predecessor. Called inside
+# the write transaction, so the predecessor is the one really stored before the new version.
+Planner = Callable[["Version", "Document", "int | None"], ChangePlan]
+
+
+@dataclass
+class Candidate:
+    """A successful capture that may be a new version; the store decides, under its lock."""
+
+    fetch: FetchRecord  # with text_sha256 set
+    raws: Sequence[RawPart]
+    document: Document | None  # None when the bytes equal the last fetch's (known by text sha)
+    plan: Planner
+
+
+@dataclass
+class CheckOutcome:
+    """Everything one check of one target wants stored, written by Store.commit_check in one
+    transaction: a kill leaves all of it or none of it."""
+
+    target_id: str
+    fetches: list[tuple[FetchRecord, str]] = field(default_factory=list)  # attempts besides the candidate
+    candidate: Candidate | None = None
+    failed: bool = False
+    error: str = ""
+    engine_choice: str | None = None  # what `auto` settled on, when it changed
+    failure_threshold: int = 3
+    state_alerts: Callable[[str, str], list[dict[str, Any]]] | None = None  # (failing|recovered, detail) -> rows
+
+
+@dataclass
+class Committed:
+    """What the store made of a CheckOutcome."""
+
+    outcome: str  # first-version, new-version, unchanged, unconfirmed, failed
+    version: Version | None = None
+    change_id: int | None = None
+    result: DiffResult | None = None
+    state_change: str | None = None  # failing or recovered
 
 
 def chain_hash(prev: str, target_id: str, seq: int, observed_at: str, raws: Sequence[dict[str, Any]], text_sha: str) -> str:
@@ -533,38 +584,145 @@ class Store:
             if fetch:
                 self.record_fetch(fetch, "unchanged", live=live)
             return None  # unchanged: one fetch row, no file
-        raw_meta = self._write_raws(target_id, raws)
-        text_name = f"{text_sha}.md"
-        _atomic_write(self._path(target_id, text_name), text_bytes)
+        raw_meta = self._write_files(target_id, raws, text_bytes, text_sha)
         with self.write():
             before = self.version_before(target_id, observed_at)  # again: another process may have written
             if before is not None and before.text_sha256 == text_sha:
                 if fetch:
                     self._record_fetch(fetch, "unchanged", live=live)
                 return None
-            seq_row = self.db.execute("select coalesce(max(seq), 0) from versions where target_id = ?", [target_id]).fetchone()
-            seq = seq_row[0] + 1
-            last_recorded = list(self.db.query(
-                "select chain_hash from versions where target_id = ? order by seq desc limit 1", [target_id]
-            ))
-            prev_chain = last_recorded[0]["chain_hash"] if last_recorded else GENESIS
-            earlier = self.find_text(target_id, text_sha, before=observed_at)
-            reverted_to = earlier.seq if earlier is not None and (before is None or earlier.id != before.id) else None
-            row = {
-                "target_id": target_id, "seq": seq, "observed_at": observed_at, "recorded_at": utcnow(),
-                "fetch_id": None, "raws": json.dumps(raw_meta), "text_sha256": text_sha,
-                "text_path": f"{target_id}/{text_name}", "text_bytes": len(text_bytes),
-                "clause_count": len(document.clauses), "effective_date": document.effective_date,
-                "title": document.title, "prev_chain": prev_chain,
-                "chain_hash": chain_hash(prev_chain, target_id, seq, observed_at, raw_meta, text_sha),
-                "provenance": provenance, "provenance_ref": provenance_ref, "reverted_to": reverted_to,
-            }
-            version_id = int(self.db["versions"].insert(row).last_pk)
-            if fetch:
-                fetch_id = self._record_fetch(fetch, "new-version", version_id, live=live)
-                self.db["versions"].update(version_id, {"fetch_id": fetch_id})
-            row["id"] = version_id
-            return Version.from_row(row)
+            return self._insert_version(
+                target_id, raw_meta, document, text_bytes, text_sha, observed_at=observed_at, before=before,
+                fetch=fetch, provenance=provenance, provenance_ref=provenance_ref,
+            )
+
+    def _write_files(self, target_id: str, raws: Sequence[RawPart], text_bytes: bytes, text_sha: str) -> list[dict[str, Any]]:
+        """Raw and text files, each whole on disk before any row refers to it."""
+        raw_meta = self._write_raws(target_id, raws)
+        _atomic_write(self._path(target_id, f"{text_sha}.md"), text_bytes)
+        return raw_meta
+
+    def _insert_version(
+        self,
+        target_id: str,
+        raw_meta: list[dict[str, Any]],
+        document: Document,
+        text_bytes: bytes,
+        text_sha: str,
+        *,
+        observed_at: str,
+        before: Version | None,
+        fetch: FetchRecord | None,
+        provenance: str,
+        provenance_ref: str | None,
+    ) -> Version:
+        """The version row (and its fetch row), inside the caller's write transaction."""
+        seq = self.db.execute("select coalesce(max(seq), 0) from versions where target_id = ?", [target_id]).fetchone()[0] + 1
+        last_recorded = list(self.db.query(
+            "select chain_hash from versions where target_id = ? order by seq desc limit 1", [target_id]
+        ))
+        prev_chain = last_recorded[0]["chain_hash"] if last_recorded else GENESIS
+        earlier = self.find_text(target_id, text_sha, before=observed_at)
+        reverted_to = earlier.seq if earlier is not None and (before is None or earlier.id != before.id) else None
+        row = {
+            "target_id": target_id, "seq": seq, "observed_at": observed_at, "recorded_at": utcnow(),
+            "fetch_id": None, "raws": json.dumps(raw_meta), "text_sha256": text_sha,
+            "text_path": f"{target_id}/{text_sha}.md", "text_bytes": len(text_bytes),
+            "clause_count": len(document.clauses), "effective_date": document.effective_date,
+            "title": document.title, "prev_chain": prev_chain,
+            "chain_hash": chain_hash(prev_chain, target_id, seq, observed_at, raw_meta, text_sha),
+            "provenance": provenance, "provenance_ref": provenance_ref, "reverted_to": reverted_to,
+        }
+        version_id = int(self.db["versions"].insert(row).last_pk)
+        if fetch:
+            fetch_id = self._record_fetch(fetch, "new-version", version_id, live=provenance == "live")
+            self.db["versions"].update(version_id, {"fetch_id": fetch_id})
+        row["id"] = version_id
+        return Version.from_row(row)
+
+    # ------------------------------------------------------------------ one check, one transaction
+
+    def commit_check(self, outcome: CheckOutcome) -> Committed:
+        """Store everything one live check produced in one transaction.
+
+        The predecessor is decided here, under the write lock: if another process stored a
+        version since the check read the latest one, the capture is compared with that one
+        instead (its text equal: an unchanged fetch; observed before it: a stale fetch, since
+        the page has been seen later). An identical text is never a new version."""
+        cand = outcome.candidate
+        raw_meta: list[dict[str, Any]] | None = None
+        text_bytes = b""
+        if cand is not None and cand.document is not None:
+            text_bytes = cand.document.to_markdown().encode("utf-8")
+            latest = self.latest_version(outcome.target_id)
+            if latest is None or latest.text_sha256 != cand.fetch.text_sha256:
+                raw_meta = self._write_files(outcome.target_id, cand.raws, text_bytes, sha256_bytes(text_bytes))
+        with self.write():
+            if outcome.engine_choice:
+                self.db["targets"].update(outcome.target_id, {"engine_choice": outcome.engine_choice})
+            for record, kind in outcome.fetches:
+                self._record_fetch(record, kind)
+            committed = Committed("failed" if outcome.failed else "unconfirmed")
+            if cand is not None:
+                committed = self._commit_candidate(outcome.target_id, cand, raw_meta, text_bytes)
+            committed.state_change = self._update_state(outcome)
+        return committed
+
+    def _commit_candidate(self, target_id: str, cand: Candidate, raw_meta: list[dict[str, Any]] | None, text_bytes: bytes) -> Committed:
+        fetch = cand.fetch
+        text_sha = fetch.text_sha256
+        assert text_sha is not None
+        latest = self.latest_version(target_id)
+        if latest is not None and latest.text_sha256 == text_sha:
+            self._record_fetch(fetch, "unchanged")
+            return Committed("unchanged")
+        if latest is not None and latest.observed_at > fetch.finished_at:
+            self._record_fetch(fetch, "stale")  # another check saw the page later and stored it
+            return Committed("unchanged")
+        document = cand.document
+        if document is None:  # same bytes as the last fetch, whose text is no longer the latest
+            known = self.find_text(target_id, text_sha)
+            if known is None:
+                raise StoreError(f"{target_id}: text {text_sha[:12]} of an unchanged fetch is not stored; run `monitor verify`")
+            document = self.document(known)
+            text_bytes = self.read_text(known).encode("utf-8")
+        if raw_meta is None:  # the latest moved after the files were skipped
+            raw_meta = self._write_files(target_id, cand.raws, text_bytes, text_sha)
+        version = self._insert_version(
+            target_id, raw_meta, document, text_bytes, text_sha, observed_at=fetch.finished_at, before=latest,
+            fetch=fetch, provenance="live", provenance_ref=None,
+        )
+        if latest is None:
+            return Committed("first-version", version=version)
+        plan = cand.plan(latest, document, version.reverted_to)
+        change_id = self.add_change(
+            latest, version, plan.result, alert_rows=plan.alert_rows, html=plan.html, html_version=plan.html_version,
+        )
+        return Committed("new-version", version=version, change_id=change_id, result=plan.result)
+
+    def _update_state(self, outcome: CheckOutcome) -> str | None:
+        """Move a target into `failing` after N consecutive failures, and out of it on success,
+        queueing the state alert with it. Returns 'failing' or 'recovered' when it changed."""
+        row = self.target_row(outcome.target_id) or {}
+        state = row.get("state") or "new"
+        failures = row.get("consecutive_failures") or 0
+        if outcome.failed and state != "failing" and failures >= outcome.failure_threshold:
+            change, detail = "failing", f"{failures} consecutive failures; last: {outcome.error}"
+        elif not outcome.failed and state == "failing":
+            change, detail = "recovered", "checks succeed again"
+        else:
+            if not outcome.failed and state != "ok":
+                self.db["targets"].update(outcome.target_id, {"state": "ok"})
+            return None
+        self.db["targets"].update(
+            outcome.target_id,
+            {"state": "failing" if change == "failing" else "ok", "failing_since": utcnow() if change == "failing" else None},
+        )
+        rows = outcome.state_alerts(change, detail) if outcome.state_alerts else []
+        now = utcnow()
+        for alert in rows:
+            self.db["alerts"].insert({"created_at": now, "state": "pending", "attempts": 0, "next_attempt_at": now, **alert})
+        return change
 
     def version_before(self, target_id: str, observed_at: str) -> Version | None:
         """The version observed last at or before this time (the one a new capture follows)."""

@@ -57,14 +57,17 @@ def count(db: Path, sql: str) -> int:
 
 def kill_when(db: Path, proc: subprocess.Popen[str], sql: str, threshold: int) -> bool:
     """SIGKILL `proc` as soon as `sql` counts `threshold` or more; False if it ended first."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    conn: sqlite3.Connection | None = None
     deadline = time.monotonic() + POLL_DEADLINE
     try:
         while time.monotonic() < deadline:
+            hit = False
             try:
-                hit = int(conn.execute(sql).fetchone()[0]) >= threshold
-            except sqlite3.OperationalError:
-                hit = False
+                if conn is None and db.exists():
+                    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+                hit = conn is not None and int(conn.execute(sql).fetchone()[0]) >= threshold
+            except sqlite3.OperationalError:  # not created yet
+                pass
             if hit:
                 proc.kill()
                 proc.communicate(timeout=60)
@@ -74,7 +77,8 @@ def kill_when(db: Path, proc: subprocess.Popen[str], sql: str, threshold: int) -
                 return False
             time.sleep(0.001)
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
     proc.kill()
     proc.communicate(timeout=60)
     raise AssertionError(f"condition never met within {POLL_DEADLINE}s: {sql} >= {threshold}")

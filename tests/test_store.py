@@ -178,15 +178,73 @@ def test_change_and_its_alerts_are_one_transaction(store: Store) -> None:
     assert store.counts()["alerts"] == 1
 
 
+def commit(store: Store, html: str, *, when: str, base=None):
+    """What a live check hands the store: one outcome, with a planner that diffs against
+    whichever predecessor the store finds (and says which one it was asked for)."""
+    from monitor.diff import compare
+    from monitor.store import Candidate, ChangePlan, CheckOutcome
+
+    document = extract_html(html)
+    asked: list[int] = []
+
+    def plan(old, new_doc, reverted_to):
+        asked.append(old.seq)
+        result = compare(store.document(old), new_doc, flag=False)
+        rows = [{"kind": "change", "channel": "email", "target_id": "t1"}] if result.substantive else []
+        return ChangePlan(result, rows)
+
+    record = FetchRecord("t1", when, when, "https://example.com/p", status=200, engine="http",
+                         text_sha256=__import__("hashlib").sha256(document.to_markdown().encode()).hexdigest())
+    outcome = CheckOutcome("t1", candidate=Candidate(record, [RawPart("https://example.com/p", html.encode(), "html")], document, plan))
+    return store.commit_check(outcome), asked
+
+
 def test_a_capture_committed_after_a_later_one_with_the_same_text_is_not_a_version(tmp_path: Path, store: Store) -> None:
     """Issue 12 #9, the interleaving two concurrent checks produce: A fetches at t1, B at t2,
     B commits first. A must not become a second version of the same text."""
-    add(store, "<p>One.</p>", when="2026-01-01T00:00:00.000Z")
+    commit(store, "<p>One.</p>", when="2026-01-01T00:00:00.000Z")
     other = Store(tmp_path / "monitor.db", tmp_path / "snapshots")  # a second process's connection
     try:
-        assert add(other, "<p>Two.</p>", when="2026-01-01T00:00:02.000Z") is not None  # B
-        assert add(store, "<p>Two.</p>", when="2026-01-01T00:00:01.000Z") is None  # A
+        b, _ = commit(other, "<p>Two.</p>", when="2026-01-01T00:00:02.000Z")
+        a, _ = commit(store, "<p>Two.</p>", when="2026-01-01T00:00:01.000Z")
     finally:
         other.close()
+    assert (b.outcome, a.outcome) == ("new-version", "unchanged")
     texts = [r["text_sha256"] for r in store.db.query("select text_sha256 from versions order by observed_at, seq")]
     assert len(texts) == 2 and texts[0] != texts[1]
+    assert store.counts()["changes"] == 1 and store.counts()["alerts"] == 1
+    outcomes = [r["outcome"] for r in store.db.query("select outcome from fetches order by id")]
+    assert outcomes == ["new-version", "new-version", "unchanged"]
+
+
+def test_a_moved_predecessor_is_diffed_inside_the_transaction(tmp_path: Path, store: Store) -> None:
+    """A check read version 1; another process stored version 2 before it committed: its
+    change starts at version 2, diffed again; a capture older than the latest is stale."""
+    commit(store, "<p>One.</p>", when="2026-01-01T00:00:00.000Z")
+    commit(store, "<p>Two.</p>", when="2026-01-01T00:00:02.000Z")
+    late, asked = commit(store, "<p>Three.</p>", when="2026-01-01T00:00:03.000Z")
+    assert late.outcome == "new-version" and asked == [2]
+    change = store.change(late.change_id)
+    assert (change["old_seq"], change["new_seq"]) == (2, 3)
+    stale, asked = commit(store, "<p>Four.</p>", when="2026-01-01T00:00:01.000Z")
+    assert stale.outcome == "unchanged" and asked == []
+    assert [r["outcome"] for r in store.db.query("select outcome from fetches order by id desc limit 1")] == ["stale"]
+    assert store.counts()["versions"] == 3
+
+
+def test_a_failed_commit_stores_nothing_of_the_check(store: Store) -> None:
+    """Version, change, alerts, fetch row and state are one transaction: a planner that
+    raises (as a kill would stop it) leaves none of them."""
+    from monitor.store import Candidate, CheckOutcome
+
+    commit(store, "<p>One.</p>", when="2026-01-01T00:00:00.000Z")
+    before = store.counts()
+
+    def broken(old, new_doc, reverted_to):
+        raise RuntimeError("killed")
+
+    document = extract_html("<p>Two.</p>")
+    record = FetchRecord("t1", "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:01.000Z", "u", text_sha256="f" * 64)
+    with pytest.raises(RuntimeError):
+        store.commit_check(CheckOutcome("t1", candidate=Candidate(record, [RawPart("u", b"<p>Two.</p>", "html")], document, broken)))
+    assert store.counts() == before
