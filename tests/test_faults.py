@@ -219,6 +219,43 @@ def test_two_checks_at_once_store_one_version_and_one_alert(tmp_path: Path, site
     assert count(db, "select count(*) from alerts") == 3 * 4
 
 
+def test_a_check_whose_predecessor_moved_meanwhile_diffs_against_the_new_one(tmp_path: Path, site: Site) -> None:
+    """Issue 12 #9, aimed: two checks read the same latest version; the server answers the
+    first, and holds the second until the first's version is in the database (polled), then
+    serves another edit. The second change must start at the first's version, not at the
+    version both read."""
+    import threading
+
+    pages, config, db = setup(tmp_path, site, 1, smtp_port=free_port())
+    arrived = threading.Barrier(2, timeout=POLL_DEADLINE)
+    served = 0
+    lock = threading.Lock()
+    baseline = count(db, "select count(*) from versions")
+
+    def body() -> str:
+        nonlocal served
+        arrived.wait()  # both checks have read the latest version and are fetching
+        with lock:
+            served += 1
+            mine = served
+        if mine == 1:
+            return pages.body(0)
+        deadline = time.monotonic() + POLL_DEADLINE
+        while count(db, "select count(*) from versions") == baseline and time.monotonic() < deadline:
+            time.sleep(0.005)
+        pages.revision[0] += 1
+        return pages.body(0)
+
+    pages.revision[0] += 1
+    site.set("/p0", body)
+    procs = [start_check(config, "--no-alerts") for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, out + err
+    assert count(db, "select count(*) from versions") == baseline + 2
+    assert_invariants(db)
+
+
 # ----------------------------------------------------------------------------- the random suite
 
 
