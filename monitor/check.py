@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from .diff import DiffResult, compare, summary_line
 from .extract import sha256_text
 from .fetch import Capture, Fetcher, capture_target
-from .store import Candidate, ChangePlan, CheckOutcome, Committed, FetchRecord, Planner, Store, Version, utcnow
+from .records import Candidate, ChangePlan, CheckOutcome, Committed, FetchRecord, Planner, Version, utcnow
+from .store import Store
 
 if TYPE_CHECKING:
     from .extract import Document

@@ -363,7 +363,7 @@ class Daemon:
     async def _heartbeat(self) -> None:
         while True:
             if self.store is not None:
-                self.store.set_meta("heartbeat", json.dumps({"at": utcnow(), "pid": os.getpid(), "checks": self.stats.checks}))
+                self.store.set_meta("heartbeat", json.dumps({"at": utcnow(), "pid": os.getpid(), "checks": self.stats.checks, "chain": self.store.chain_head()}))
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _watch_config(self) -> None:
