@@ -298,7 +298,9 @@ def test_random_kills_while_pages_change(tmp_path: Path, site: Site) -> None:
             assert_single_message_ids(db, smtp)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{context}") from None
-        verify = run_cli("--config", str(config), "verify")
+        heads = sorted({str(m["X-Monitor-Chain"]) for m in smtp.messages})
+        assert smtp.messages and all(m["X-Monitor-Chain"] for m in smtp.messages), context
+        verify = run_cli("--config", str(config), "verify", *(arg for head in heads for arg in ("--head", head)))
         assert verify.code == 0, verify.out + verify.err + context
         assert wait_no_leftovers() == [], context
     finally:

@@ -277,6 +277,7 @@ def verify(state: State, quiet: bool, heads: tuple[str, ...]) -> int:
     from ..errors import InputError
     from ..store import Store
 
+    heads = tuple(h.strip() for h in heads)  # a folded email header keeps its leading space
     for head in heads:
         number, _, digest = head.partition(":")
         if not number.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
