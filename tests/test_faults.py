@@ -55,8 +55,9 @@ def count(db: Path, sql: str) -> int:
         conn.close()
 
 
-def kill_when(db: Path, proc: subprocess.Popen[str], sql: str, threshold: int) -> bool:
-    """SIGKILL `proc` as soon as `sql` counts `threshold` or more; False if it ended first."""
+def kill_when(db: Path, proc: subprocess.Popen[str], sql: str, threshold: int, *, spawned: list[Any] | None = None) -> bool:
+    """SIGKILL `proc` as soon as `sql` counts `threshold` or more; False if it ended first.
+    The processes it had started at that moment (its browser) are added to `spawned`."""
     conn: sqlite3.Connection | None = None
     deadline = time.monotonic() + POLL_DEADLINE
     try:
@@ -69,6 +70,8 @@ def kill_when(db: Path, proc: subprocess.Popen[str], sql: str, threshold: int) -
             except sqlite3.OperationalError:  # not created yet
                 pass
             if hit:
+                if spawned is not None:
+                    spawned.extend(descendants(proc.pid))
                 proc.kill()
                 proc.communicate(timeout=60)
                 return True
@@ -132,23 +135,36 @@ def assert_single_message_ids(db: Path, smtp: SmtpServer) -> None:
     assert doubled == {}, f"changes announced under several Message-IDs: {doubled}"
 
 
-def leftover_processes() -> list[str]:
+def descendants(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def leftover_processes(spawned: list[Any]) -> list[str]:
+    """Still running: our own children, or anything a killed check had started (orphans are
+    re-parented to init, so they are tracked from the moment of the kill)."""
     import psutil
 
     found = []
-    for child in psutil.Process().children(recursive=True):
+    for proc in [*psutil.Process().children(recursive=True), *spawned]:
         try:
-            cmd = " ".join(child.cmdline())
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmd = " ".join(proc.cmdline())
         except psutil.Error:
             continue
-        if "monitor" in cmd or "chrom" in cmd or "playwright" in cmd:
-            found.append(f"{child.pid} {cmd[:120]}")
-    return found
+        if "monitor" in cmd or "chrom" in cmd or "playwright" in cmd or "node" in cmd:
+            found.append(f"{proc.pid} {cmd[:120]}")
+    return sorted(set(found))
 
 
-def wait_no_leftovers() -> list[str]:
+def wait_no_leftovers(spawned: list[Any]) -> list[str]:
     deadline = time.monotonic() + 30
-    while (found := leftover_processes()) and time.monotonic() < deadline:
+    while (found := leftover_processes(spawned)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return found
 
@@ -279,6 +295,7 @@ def test_random_kills_while_pages_change(tmp_path: Path, site: Site) -> None:
     try:
         pages, config, db = setup(tmp_path, site, 5, smtp_port=smtp.port, browser=1)
         log: list[str] = []
+        spawned: list[Any] = []
         for n in range(iterations()):
             for i in rng.sample(range(5), rng.randint(1, 3)):
                 pages.revise(i)
@@ -286,13 +303,13 @@ def test_random_kills_while_pages_change(tmp_path: Path, site: Site) -> None:
             sql = sql_of(n)
             threshold = count(db, sql) + rng.randint(1, 3)
             procs = [start_check(config) for _ in range(rng.choice((1, 1, 2)))]
-            killed = kill_when(db, procs[0], sql, threshold)
+            killed = kill_when(db, procs[0], sql, threshold, spawned=spawned)
             for other in procs[1:]:
                 other.communicate(timeout=240)
             log.append(f"{n}: {len(procs)} check(s), kill after {name} #{threshold}: {'killed' if killed else 'ended first'}")
         settle = run_cli("--config", str(config), "check")
         assert settle.code == 0, settle.out + settle.err
-        context = f"seed {seed}\n" + "\n".join(log)
+        context = f"seed {seed}; {len(spawned)} processes of killed checks tracked\n" + "\n".join(log)
         try:
             assert_invariants(db)
             assert_single_message_ids(db, smtp)
@@ -302,7 +319,8 @@ def test_random_kills_while_pages_change(tmp_path: Path, site: Site) -> None:
         assert smtp.messages and all(m["X-Monitor-Chain"] for m in smtp.messages), context
         verify = run_cli("--config", str(config), "verify", *(arg for head in heads for arg in ("--head", head)))
         assert verify.code == 0, verify.out + verify.err + context
-        assert wait_no_leftovers() == [], context
+        print(context)
+        assert wait_no_leftovers(spawned) == [], context
     finally:
         smtp.stop()
 
