@@ -365,3 +365,32 @@ def test_migration_refuses_a_format_1_chain_that_does_not_verify(tmp_path: Path)
     assert conn.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "1"
     assert conn.execute("select count(*) from sqlite_master where name = 'chain'").fetchone()[0] == 0
     conn.close()
+
+
+def test_unextracted_bytes_whose_text_is_no_longer_the_latest_become_a_revert(store: Store) -> None:
+    """A check skipped extraction (same bytes as its last fetch, text of version 1) while
+    another process stored version 2: under the lock its text is not the latest, so it is a
+    new version (a revert to 1), its text read back from the store."""
+    from monitor.store import Candidate, CheckOutcome
+
+    v1, _ = commit(store, "<p>One.</p>", when="2026-01-01T00:00:00.000Z")
+    commit(store, "<p>Two.</p>", when="2026-01-01T00:00:01.000Z")
+    asked: list[int] = []
+
+    def plan(old, document, reverted_to):
+        from monitor.diff import compare
+        from monitor.store import ChangePlan
+
+        asked.append(old.seq)
+        result = compare(store.document(old), document, flag=False)
+        if reverted_to is not None:
+            result.mark_reverted(reverted_to)
+        return ChangePlan(result)
+
+    when = "2026-01-01T00:00:02.000Z"
+    record = FetchRecord("t1", when, when, "https://example.com/p", text_sha256=v1.version.text_sha256)
+    done = store.commit_check(CheckOutcome("t1", candidate=Candidate(record, [RawPart("https://example.com/p", b"<p>One.</p>", "html")], None, plan)))
+    assert done.outcome == "new-version" and done.version.seq == 3 and done.version.reverted_to == 1 and asked == [2]
+    assert store.read_text(done.version) == "One.\n"
+    assert [s.kind for s in done.result.signals] == ["reverted"]
+    assert errors_of(store) == []
