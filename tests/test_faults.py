@@ -272,6 +272,41 @@ def test_a_check_whose_predecessor_moved_meanwhile_diffs_against_the_new_one(tmp
     assert_invariants(db)
 
 
+def test_checks_beside_the_daemon_store_each_edit_once(tmp_path: Path, site: Site) -> None:
+    """Issue 12 #9 with the daemon: `monitor check` runs again and again while the daemon
+    checks the same pages every second; its heartbeat carries the chain head verify checks."""
+    import json
+
+    from .test_daemon import DaemonProcess
+
+    pages, config, db = setup(tmp_path, site, 3, smtp_port=free_port())
+    write_config(tmp_path, [{**spec, "schedule": "1s"} for spec in pages.specs], alerts=email_alerts(free_port()), defaults={"jitter": 0})
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        for round_ in range(4):
+            for i in range(3):
+                pages.revise(i)
+            checked = run_cli("--config", str(config), "check", "--no-alerts")
+            assert checked.code == 0, checked.out + checked.err
+            daemon.wait_event("fetch-end", count=3 * (round_ + 1), timeout=POLL_DEADLINE)
+        beat: dict[str, Any] = {}
+        deadline = time.monotonic() + POLL_DEADLINE
+        while "chain" not in beat and time.monotonic() < deadline:
+            raw = rows(db, "select value from meta where key = 'heartbeat'")
+            beat = json.loads(raw[0]["value"]) if raw and raw[0]["value"] else {}
+            time.sleep(0.05)
+        assert beat.get("chain"), beat
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+    assert_invariants(db)
+    assert count(db, "select count(*) from versions") == 3 * 5
+    verify = run_cli("--config", str(config), "verify", "--head", beat["chain"])
+    assert verify.code == 0, verify.out + verify.err
+
+
 # ----------------------------------------------------------------------------- the random suite
 
 
