@@ -323,6 +323,8 @@ KILL_POINTS: list[tuple[str, Callable[[int], str]]] = [
 ]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300 + 60 * iterations())  # a soak scales the per-test limit with it
 def test_random_kills_while_pages_change(tmp_path: Path, site: Site) -> None:
     seed = int(os.environ.get("MONITOR_FAULT_SEED", str(random.SystemRandom().randrange(10**6))))
     rng = random.Random(seed)
