@@ -346,7 +346,9 @@ def test_random_kills_while_pages_change(tmp_path: Path, site: Site) -> None:
             log.append(f"{n}: {len(procs)} check(s), kill after {name} #{threshold}: {'killed' if killed else 'ended first'}")
         settle = run_cli("--config", str(config), "check")
         assert settle.code == 0, settle.out + settle.err
-        context = f"seed {seed}; {len(spawned)} processes of killed checks tracked\n" + "\n".join(log)
+        delivered = [str(m["Message-ID"]) for m in smtp.messages]
+        resent = len(delivered) - len(set(delivered))  # same Message-ID again: a kill between 250 and the commit
+        context = f"seed {seed}; {len(spawned)} processes of killed checks tracked; {len(delivered)} emails, {resent} resent\n" + "\n".join(log)
         try:
             assert_invariants(db)
             assert_single_message_ids(db, smtp)
