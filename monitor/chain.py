@@ -203,6 +203,8 @@ def verify_chain(store: Store, *, heads: list[tuple[str, str]] | None = None) ->
 def _compare_record(store: Store, entry: dict[str, Any]) -> list[VerifyProblem]:
     stored = json.loads(entry["record"])
     label = f"{entry['kind']} {entry['ref']}"
+    if stored.get("v") != FORMAT:  # a later format's builders go here, chosen by "v"
+        return [VerifyProblem("error", f"chain entry {entry['position']}", f"record format {stored.get('v')} is unknown to this monitor (it knows {FORMAT})")]
     now = record_of(store, entry["kind"], entry["ref"])
     if now is None:
         return [VerifyProblem("error", label, f"row deleted (chain entry {entry['position']} covers it)")]

@@ -276,6 +276,10 @@ FORGERIES = {
     "change substantive": ("update changes set substantive = 0", "change 1", "substantive"),
     "superseded mark": ("update changes set superseded_by = -1", "change 1", "superseded mark"),
     "change deleted": ("delete from changes", "change 1", "row deleted"),
+    "newest version deleted with its change": (
+        "delete from changes; delete from fetches where version_id = 2; delete from versions where seq = 2", "version 2", "row deleted",
+    ),
+    "unknown record format": ("update chain set record = replace(record, '\"v\":2', '\"v\":9') where position = 1", "chain entry 1", "format 9"),
 }
 
 
@@ -284,8 +288,7 @@ def test_verify_names_each_forged_fact(store: Store, forgery: str) -> None:
     history(store)
     assert errors_of(store) == []
     sql, where, what = FORGERIES[forgery]
-    store.db.execute(sql)
-    store.db.conn.commit()
+    store.db.conn.executescript(sql)
     errors = errors_of(store)
     assert any(where in e and what in e for e in errors), errors
 
@@ -361,6 +364,10 @@ def test_migration_refuses_a_format_1_chain_that_does_not_verify(tmp_path: Path)
     conn.close()
     with pytest.raises(StoreError, match=r"does not verify, so it is not migrated.*b@2: chain hash does not match"):
         Store(root / "monitor.db", root / "snapshots")
+    (root / "targets.yaml").write_text("targets:\n  - {id: a, service: S, document: terms, url: 'https://example.com/a'}\n")
+    refused = run_cli("--config", str(root / "targets.yaml"), "verify")
+    assert refused.code != 0 and "Traceback" not in refused.err
+    assert refused.err.startswith("error: ") and "restore the database from a backup" in refused.err and len(refused.err.splitlines()) == 1
     conn = sqlite3.connect(root / "monitor.db")
     assert conn.execute("select value from meta where key = 'schema_version'").fetchone()[0] == "1"
     assert conn.execute("select count(*) from sqlite_master where name = 'chain'").fetchone()[0] == 0
