@@ -1,5 +1,6 @@
 """Fault injection: `monitor check` killed with SIGKILL at moments aimed by polling the
-database, and run twice at once, while a local server's pages change.
+database, run twice at once, and run beside the daemon, while a local server's pages change
+(one test holds a fetch in the server until the other check's version is in the database).
 
 Everything is real: the CLI in subprocesses, SQLite, the HTTP server, an SMTP server
 (aiosmtpd), Chromium for one target. After the faults the database must still hold:
