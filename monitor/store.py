@@ -551,9 +551,9 @@ class Store:
         The row stays, for the audit trail; reports and history skip superseded changes, and
         its alerts not yet sent are dropped."""
         with self.write():
-            for row in self.db.query(
+            for row in list(self.db.query(  # read first: the loop writes to the same tables
                 "select id from changes where old_version_id = ? and new_version_id = ? and superseded_by is null", [old.id, new.id]
-            ):
+            )):
                 self.db.execute("update changes set superseded_by = ? where id = ?", [by_change_id or -1, row["id"]])
                 chain.append(self, "supersede", row["id"])
                 self.db.execute("delete from alerts where change_id = ? and state = 'pending'", [row["id"]])
