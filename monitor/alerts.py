@@ -1163,6 +1163,7 @@ def _deliver_email(delivery: Delivery, batch: Outgoing) -> None:
     if not recipients:
         raise AlertError("email alert has no recipients; set alerts.to", permanent=True)
     message = build_email(rendered, sender=alerts.sender, recipients=recipients, msg_id=batch.message_id, now=delivery.now)
+    message["X-Monitor-Chain"] = delivery.store.chain_head()  # a copy of the ledger head outside the database
     send_email(alerts.smtp, message, recipients)
 
 

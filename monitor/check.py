@@ -5,9 +5,13 @@ Used by `monitor check` and by the daemon, so both follow the same rules:
 - a substantive change is confirmed by a second fetch after `confirm_delay` before it is
   recorded (half-loaded pages and A/B flapping do not become changes); both fetches are kept;
 - a new version is diffed against the previous one, the change is stored with its flags, and
-  its alerts are queued in the same transaction;
+  its alerts are queued;
 - a failure is recorded and classified; after `failure_threshold` consecutive failures the
   target is `failing` (an alert), and its recovery is recorded (another alert).
+Fetching and diffing happen outside any transaction; what a check found is then one
+CheckOutcome (fetch rows, the candidate version, how to describe its change, the state), which
+Store.commit_check writes in one transaction, deciding the predecessor under the write lock: a
+kill leaves all of it or none, and a concurrent check cannot make the same text a version twice.
 A failure, even an unexpected exception, stays with its target: the other targets go on.
 """
 
@@ -23,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 from .diff import DiffResult, compare, summary_line
 from .extract import sha256_text
 from .fetch import Capture, Fetcher, capture_target
-from .store import FetchRecord, Store, Version, utcnow
+from .records import Candidate, ChangePlan, CheckOutcome, Committed, FetchRecord, Planner, Version, utcnow
+from .store import Store
 
 if TYPE_CHECKING:
+    from .extract import Document
     from .flags import RuleSet
     from .targets import Config, Target
 
@@ -83,13 +89,18 @@ async def check_target(ctx: CheckContext, target: Target) -> TargetResult:
     except Exception as exc:  # a bug or an odd page must not stop the other targets
         log.exception("unexpected error while checking %s", target.id)
         now = utcnow()
-        record = FetchRecord(target.id, now, now, target.url, error_kind="internal", error_message=f"{exc.__class__.__name__}: {exc}")
-        ctx.store.record_fetch(record, "failed")
-        state = _update_failure_state(ctx, target, failed=True, error=record.error_message or "")
-        return TargetResult(target.id, "failed", error_kind="internal", error=record.error_message, state_change=state)
+        message = f"{exc.__class__.__name__}: {exc}"
+        record = FetchRecord(target.id, now, now, target.url, error_kind="internal", error_message=message)
+        outcome = _outcome(ctx, target)
+        outcome.fetches.append((record, "failed"))
+        outcome.failed, outcome.error = True, message
+        committed = _commit(ctx, target, outcome)
+        return TargetResult(target.id, "failed", error_kind="internal", error=message, state_change=committed.state_change)
 
 
 async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
+    """Fetch and compare outside any transaction, then hand one CheckOutcome to the store,
+    which decides (under its write lock) what the capture is."""
     store = ctx.store
     row = store.target_row(target.id) or {}
     latest = store.latest_version(target.id)
@@ -97,52 +108,78 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
         ctx.fetcher, target, engine_choice=row.get("engine_choice"), previous_length=latest.text_bytes if latest else None,
         known=store.known_extraction(target.id, latest),
     )
+    outcome = _outcome(ctx, target)
     if capture.engine_choice and capture.engine_choice != row.get("engine_choice"):
-        store.update_target(target.id, engine_choice=capture.engine_choice)
+        outcome.engine_choice = capture.engine_choice
+    engine = capture.record.engine
     if not capture.ok:
-        return _failed(ctx, target, capture)
-    if capture.same_as is not None:  # the very bytes of the last fetch: the text is unchanged
-        return _unchanged(ctx, target, capture, capture.same_as)
-    assert capture.document is not None
-    text_sha = sha256_text(capture.document.to_markdown())
-    if latest is not None and latest.text_sha256 == text_sha:
-        return _unchanged(ctx, target, capture, text_sha)
-
-    previous_doc = store.document(latest) if latest else None
-    result = compare(previous_doc, capture.document, rules=ctx.rules) if previous_doc else None
-    if result is not None and result.substantive and ctx.confirm and target.confirm_delay > 0:
-        confirmed = await _confirm(ctx, target, capture, text_sha, latest)
-        if confirmed is None:
-            state = _update_failure_state(ctx, target, failed=False)
-            return TargetResult(target.id, "unconfirmed", state_change=state, engine=capture.record.engine)
-        capture = confirmed  # the second fetch becomes the version's fetch; the first is kept as 'confirmed'
-
+        assert capture.error is not None
+        outcome.fetches.append((capture.record, "failed"))
+        outcome.failed, outcome.error = True, f"{capture.error.kind}: {capture.error}"
+        committed = _commit(ctx, target, outcome)
+        return TargetResult(target.id, "failed", error_kind=capture.error.kind, error=str(capture.error), state_change=committed.state_change, engine=engine)
+    text_sha = capture.same_as if capture.document is None else sha256_text(capture.document.to_markdown())
+    assert text_sha is not None
+    result: DiffResult | None = None
+    if capture.document is not None and latest is not None and latest.text_sha256 != text_sha:
+        result = compare(store.document(latest), capture.document, rules=ctx.rules)
+        if result.substantive and ctx.confirm and target.confirm_delay > 0:
+            confirmed = await _confirm(ctx, target, capture, text_sha, latest, outcome)
+            if confirmed is None:
+                committed = _commit(ctx, target, outcome)
+                return TargetResult(target.id, "unconfirmed", state_change=committed.state_change, engine=engine)
+            capture = confirmed  # the second fetch becomes the version's fetch; the first is kept as 'confirmed'
     record = replace(capture.record, text_sha256=text_sha)
-    version = store.add_version(target.id, capture.raws, capture.document, observed_at=record.finished_at, fetch=record)
-    state = _update_failure_state(ctx, target, failed=False)
-    if version is None:  # another process recorded the same text meanwhile
-        return TargetResult(target.id, "unchanged", state_change=state, engine=record.engine)
-    if latest is None or result is None:
-        log.info("first version %s", version.ref)
-        return TargetResult(target.id, "first-version", version=version, state_change=state, engine=record.engine)
-    if version.reverted_to is not None:
-        result.mark_reverted(version.reverted_to)
-    change_id = record_change(ctx.config, store, target, latest, version, result)
+    outcome.candidate = Candidate(record, capture.raws, capture.document, _planner(ctx, target, latest, result))
+    committed = _commit(ctx, target, outcome)
+    engine = record.engine
+    if committed.outcome == "first-version":
+        assert committed.version is not None
+        log.info("first version %s", committed.version.ref)
+    if committed.outcome != "new-version" or committed.result is None:
+        return TargetResult(target.id, committed.outcome, version=committed.version, state_change=committed.state_change, engine=engine)
     return TargetResult(
-        target.id, "new-version", version=version, change_id=change_id, summary=summary_line(result),
-        n_flags=len(result.flags), substantive=result.substantive, state_change=state, engine=record.engine,
+        target.id, "new-version", version=committed.version, change_id=committed.change_id, summary=summary_line(committed.result),
+        n_flags=len(committed.result.flags), substantive=committed.result.substantive, state_change=committed.state_change, engine=engine,
     )
 
 
-def _unchanged(ctx: CheckContext, target: Target, capture: Capture, text_sha: str) -> TargetResult:
-    """One fetch row, nothing else."""
-    ctx.store.record_fetch(replace(capture.record, text_sha256=text_sha), "unchanged")
-    state = _update_failure_state(ctx, target, failed=False)
-    return TargetResult(target.id, "unchanged", state_change=state, engine=capture.record.engine)
+def _outcome(ctx: CheckContext, target: Target) -> CheckOutcome:
+    def state_alerts(change: str, detail: str) -> list[dict[str, Any]]:
+        if not ctx.config.alerts.enabled:
+            return []
+        from .alerts import plan_state_alerts
+
+        return plan_state_alerts(ctx.config.alerts, target, change, detail)
+
+    return CheckOutcome(target.id, failure_threshold=ctx.config.defaults.failure_threshold, state_alerts=state_alerts)
 
 
-def record_change(config: Config, store: Store, target: Target, old: Version, new: Version, result: DiffResult, *, alert: bool = True, detected_at: str | None = None) -> int:
-    """Store the change and queue its alerts in one transaction."""
+def _commit(ctx: CheckContext, target: Target, outcome: CheckOutcome) -> Committed:
+    committed = ctx.store.commit_check(outcome)
+    if committed.state_change:
+        detail = outcome.error if committed.state_change == "failing" else "checks succeed again"
+        log.warning("%s is %s: %s", target.id, committed.state_change, detail)
+    return committed
+
+
+def _planner(ctx: CheckContext, target: Target, base: Version | None, result: DiffResult | None) -> Planner:
+    """How the change into the new version is described, from whichever predecessor the store
+    finds: the diff computed against `base` is reused when that is still the predecessor."""
+
+    def plan(old: Version, document: Document, reverted_to: int | None) -> ChangePlan:
+        diff = result if result is not None and base is not None and old.id == base.id else None
+        if diff is None:
+            diff = compare(ctx.store.document(old), document, rules=ctx.rules)
+        if reverted_to is not None:
+            diff.mark_reverted(reverted_to)
+        return change_plan(ctx.config, target, diff)
+
+    return plan
+
+
+def change_plan(config: Config, target: Target, result: DiffResult, *, alert: bool = True) -> ChangePlan:
+    """The change's outbox rows and its clause HTML (pre-rendered for reports over many changes)."""
     from .report import RENDER_VERSION, clauses_html
 
     rows: list[dict[str, Any]] = []
@@ -150,70 +187,33 @@ def record_change(config: Config, store: Store, target: Target, old: Version, ne
         from .alerts import plan_change_alerts
 
         rows = plan_change_alerts(config.alerts, target, result)
-    html = clauses_html(result.to_dict())  # pre-rendered for reports over many changes
-    return store.add_change(old, new, result, alert_rows=rows, detected_at=detected_at, html=html, html_version=RENDER_VERSION)
+    return ChangePlan(result, rows, clauses_html(result.to_dict()), RENDER_VERSION)
 
 
-async def _confirm(ctx: CheckContext, target: Target, first: Capture, text_sha: str, latest: Version | None) -> Capture | None:
+def record_change(config: Config, store: Store, target: Target, old: Version, new: Version, result: DiffResult, *, alert: bool = True, detected_at: str | None = None) -> int:
+    """Store the change and queue its alerts in one transaction (imports; a live check goes
+    through Store.commit_check)."""
+    plan = change_plan(config, target, result, alert=alert)
+    return store.add_change(old, new, result, alert_rows=plan.alert_rows, detected_at=detected_at, html=plan.html, html_version=plan.html_version)
+
+
+async def _confirm(ctx: CheckContext, target: Target, first: Capture, text_sha: str, latest: Version | None, outcome: CheckOutcome) -> Capture | None:
     """Fetch again after confirm_delay; the change stands only if the second capture agrees.
-    The first fetch is recorded as 'unconfirmed' if it does not."""
+    The first fetch is kept as 'confirmed' or 'unconfirmed' in the outcome."""
     await ctx.sleep(target.confirm_delay)
     second = await capture_target(ctx.fetcher, target, engine_choice=first.record.engine, previous_length=latest.text_bytes if latest else None)
     second_sha = sha256_text(second.document.to_markdown()) if second.ok and second.document else None
     if second_sha == text_sha:
-        ctx.store.record_fetch(replace(first.record, text_sha256=text_sha), "confirmed")
+        outcome.fetches.append((replace(first.record, text_sha256=text_sha), "confirmed"))
         return second
-    ctx.store.record_fetch(replace(first.record, text_sha256=text_sha), "unconfirmed")
+    outcome.fetches.append((replace(first.record, text_sha256=text_sha), "unconfirmed"))
     if second.ok:
-        outcome = "unchanged" if latest is not None and second_sha == latest.text_sha256 else "unconfirmed"
-        ctx.store.record_fetch(replace(second.record, text_sha256=second_sha), outcome)
+        kind = "unchanged" if latest is not None and second_sha == latest.text_sha256 else "unconfirmed"
+        outcome.fetches.append((replace(second.record, text_sha256=second_sha), kind))
     else:
-        ctx.store.record_fetch(second.record, "failed")
+        outcome.fetches.append((second.record, "failed"))
     log.info("change of %s not confirmed by a second fetch", target.id)
     return None
-
-
-def _failed(ctx: CheckContext, target: Target, capture: Capture) -> TargetResult:
-    error = capture.error
-    assert error is not None
-    ctx.store.record_fetch(capture.record, "failed")
-    state = _update_failure_state(ctx, target, failed=True, error=f"{error.kind}: {error}")
-    return TargetResult(target.id, "failed", error_kind=error.kind, error=str(error), state_change=state, engine=capture.record.engine)
-
-
-def _update_failure_state(ctx: CheckContext, target: Target, *, failed: bool, error: str = "") -> str | None:
-    """Move a target into `failing` after N consecutive failures, and out of it on success.
-    Returns 'failing' or 'recovered' when the state changed."""
-    store = ctx.store
-    row = store.target_row(target.id) or {}
-    state = row.get("state") or "new"
-    threshold = ctx.config.defaults.failure_threshold
-    if failed and state != "failing" and (row.get("consecutive_failures") or 0) >= threshold:
-        _set_state(ctx, target, "failing", f"{row.get('consecutive_failures')} consecutive failures; last: {error}")
-        return "failing"
-    if not failed and state == "failing":
-        _set_state(ctx, target, "recovered", "checks succeed again")
-        return "recovered"
-    if not failed and state != "ok":
-        store.update_target(target.id, state="ok")
-    return None
-
-
-def _set_state(ctx: CheckContext, target: Target, change: str, detail: str) -> None:
-    store = ctx.store
-    rows: list[dict[str, Any]] = []
-    if ctx.config.alerts.enabled:
-        from .alerts import plan_state_alerts
-
-        rows = plan_state_alerts(ctx.config.alerts, target, change, detail)
-    with store.write():
-        store.db["targets"].update(
-            target.id,
-            {"state": "failing" if change == "failing" else "ok", "failing_since": utcnow() if change == "failing" else None},
-        )
-        if rows:
-            store.add_alerts(rows)
-    log.warning("%s is %s: %s", target.id, "failing" if change == "failing" else "recovered", detail)
 
 
 # ----------------------------------------------------------------------------- a pass
@@ -271,4 +271,4 @@ async def run_pass(
     return summary
 
 
-__all__ = ["CheckContext", "PassSummary", "TargetResult", "check_target", "record_change", "run_pass"]
+__all__ = ["CheckContext", "PassSummary", "TargetResult", "change_plan", "check_target", "record_change", "run_pass"]

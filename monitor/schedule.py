@@ -436,7 +436,8 @@ class Daemon:
                     if store is None:
                         store = await asyncio.to_thread(Store.open, self.config)
                         await asyncio.to_thread(store.db.execute, f"PRAGMA busy_timeout = {int(HEARTBEAT_SECONDS * 1000)}")
-                    beat = json.dumps({"at": utcnow(), "pid": os.getpid(), "checks": self.stats.checks})
+                    chain = await asyncio.to_thread(store.chain_head)  # verify can compare against it
+                    beat = json.dumps({"at": utcnow(), "pid": os.getpid(), "checks": self.stats.checks, "chain": chain})
                     await asyncio.to_thread(store.set_meta, "heartbeat", beat)
                 except Exception as exc:  # sqlite3.OperationalError ("database is locked"), StoreError
                     failures += 1

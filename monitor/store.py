@@ -10,27 +10,41 @@ written to a temporary name, fsynced and renamed, and only then is the database 
 in one transaction: a kill -9 at any moment leaves either a whole version or none (at worst an
 unreferenced file, which `verify` reports as a note, not a fault).
 
-Tamper evidence: each version records the sha256 of its raw and text files and a hash chained
-over the previous version of the same target (in the order versions were recorded, imports
-included). `verify` recomputes all of it.
+Tamper evidence: each version records the sha256 of its raw and text files, and every version,
+change and supersede mark is an entry of one hash chain whose head is kept where `verify`
+compares it (monitor/chain.py documents the record format). `verify` recomputes all of it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import os
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import chain, schema
+from .chain import GENESIS, VerifyProblem
 from .errors import InputError, StoreError
+from .records import (  # noqa: F401 - the records are re-exported: callers import them from here
+    Candidate,
+    ChangePlan,
+    CheckOutcome,
+    Committed,
+    FetchRecord,
+    Planner,
+    RawPart,
+    Version,
+    parse_timestamp,
+    sha256_bytes,
+    to_timestamp,
+    utcnow,
+)
+from .schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -38,126 +52,6 @@ if TYPE_CHECKING:
     from .diff import DiffResult
     from .extract import Document
     from .targets import Target
-
-SCHEMA_VERSION = 1
-GENESIS = "0" * 64
-
-
-def utcnow() -> str:
-    """Timestamps are ISO 8601 UTC with milliseconds: sortable as text."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def to_timestamp(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class RawPart:
-    """One fetched page as received (a document may combine several)."""
-
-    url: str
-    data: bytes
-    ext: str  # html, pdf, md, txt
-    content_type: str | None = None
-
-    @property
-    def sha256(self) -> str:
-        return sha256_bytes(self.data)
-
-
-@dataclass(frozen=True)
-class Version:
-    id: int
-    target_id: str
-    seq: int
-    observed_at: str
-    text_sha256: str
-    text_path: str
-    raws: tuple[dict[str, Any], ...]
-    effective_date: str | None
-    chain_hash: str
-    provenance: str
-    provenance_ref: str | None
-    text_bytes: int
-    clause_count: int
-    reverted_to: int | None = None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Version:
-        return cls(
-            id=row["id"],
-            target_id=row["target_id"],
-            seq=row["seq"],
-            observed_at=row["observed_at"],
-            text_sha256=row["text_sha256"],
-            text_path=row["text_path"],
-            raws=tuple(json.loads(row["raws"] or "[]")),
-            effective_date=row["effective_date"],
-            chain_hash=row["chain_hash"],
-            provenance=row["provenance"],
-            provenance_ref=row["provenance_ref"],
-            text_bytes=row["text_bytes"],
-            clause_count=row["clause_count"],
-            reverted_to=row["reverted_to"],
-        )
-
-    @property
-    def ref(self) -> str:
-        return f"{self.target_id}@{self.seq}"
-
-
-@dataclass(frozen=True)
-class FetchRecord:
-    """What one fetch attempt saw; stored whether it succeeded or not."""
-
-    target_id: str
-    started_at: str
-    finished_at: str
-    requested_url: str
-    final_url: str | None = None
-    status: int | None = None
-    content_type: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    engine: str | None = None
-    browser_version: str | None = None
-    attempts: int = 1
-    error_kind: str | None = None
-    error_message: str | None = None
-    raw_sha256: str | None = None
-    text_sha256: str | None = None
-    extract_key: str | None = None  # raw bytes + extraction settings; equal keys give equal text
-
-    @property
-    def duration_ms(self) -> int:
-        return int((parse_timestamp(self.finished_at) - parse_timestamp(self.started_at)).total_seconds() * 1000)
-
-
-@dataclass(frozen=True)
-class VerifyProblem:
-    severity: str  # "error" breaks the promise; "note" is harmless (an orphan file)
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.where}: {self.message}"
-
-
-def chain_hash(prev: str, target_id: str, seq: int, observed_at: str, raws: Sequence[dict[str, Any]], text_sha: str) -> str:
-    raw_part = ",".join(r["sha256"] for r in raws)
-    payload = "\n".join((prev, target_id, str(seq), observed_at, raw_part, text_sha))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -224,87 +118,19 @@ class Store:
 
     def _ensure_schema(self) -> None:
         db = self.db
-        tables = db.table_names()
-        if "meta" in tables and self.get_meta("schema_version") == str(SCHEMA_VERSION):
-            if "evaluations" not in tables:  # stores made before `monitor reflag` existed
-                with self.write():
-                    self._ensure_evaluations()
+        existing = self.get_meta("schema_version") if "meta" in db.table_names() else None
+        if existing == str(SCHEMA_VERSION):
             return
+        if existing == "1":
+            with self.write():
+                chain.migrate_from_1(self)
+                schema.create_evaluations(db)
+                db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+            return
+        if existing is not None:
+            raise StoreError(f"{self.db_path}: schema version {existing} is newer than this monitor knows ({SCHEMA_VERSION}); upgrade the monitor")
         with self.write():
-            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            db["targets"].create(
-                {
-                    "id": str, "service": str, "document": str, "url": str, "urls": str,
-                    "engine_choice": str, "engine_checks": int, "state": str, "consecutive_failures": int,
-                    "failing_since": str, "last_fetch_at": str, "last_success_at": str, "last_change_at": str,
-                    "last_error_kind": str, "next_due_at": str, "created_at": str, "updated_at": str,
-                },
-                pk="id",
-                defaults={"state": "new", "consecutive_failures": 0, "engine_checks": 0},
-                if_not_exists=True,
-            )
-            db["fetches"].create(
-                {
-                    "id": int, "target_id": str, "started_at": str, "finished_at": str, "duration_ms": int,
-                    "requested_url": str, "final_url": str, "status": int, "content_type": str, "etag": str,
-                    "last_modified": str, "engine": str, "browser_version": str, "attempts": int,
-                    "outcome": str, "error_kind": str, "error_message": str, "raw_sha256": str,
-                    "text_sha256": str, "version_id": int, "extract_key": str,
-                },
-                pk="id",
-                foreign_keys=[("target_id", "targets", "id")],
-                if_not_exists=True,
-            )
-            db["versions"].create(
-                {
-                    "id": int, "target_id": str, "seq": int, "observed_at": str, "recorded_at": str,
-                    "fetch_id": int, "raws": str, "text_sha256": str, "text_path": str, "text_bytes": int,
-                    "clause_count": int, "effective_date": str, "title": str, "prev_chain": str,
-                    "chain_hash": str, "provenance": str, "provenance_ref": str, "reverted_to": int,
-                },
-                pk="id",
-                foreign_keys=[("target_id", "targets", "id")],
-                if_not_exists=True,
-            )
-            db["changes"].create(
-                {
-                    "id": int, "target_id": str, "old_version_id": int, "new_version_id": int,
-                    "old_seq": int, "new_seq": int, "detected_at": str, "observed_at": str,
-                    "substantive": int, "n_changes": int, "n_flags": int, "categories": str,
-                    "max_severity": str, "signals": str, "summary": str, "diff": str, "reviewed_at": str,
-                    "alerted": int, "superseded_by": int, "html": str, "html_version": int,
-                },
-                pk="id",
-                foreign_keys=[("target_id", "targets", "id")],
-                if_not_exists=True,
-            )
-            db["alerts"].create(
-                {
-                    "id": int, "kind": str, "channel": str, "target_id": str, "change_id": int,
-                    "recipients": str, "created_at": str, "state": str, "attempts": int,
-                    "next_attempt_at": str, "last_error": str, "sent_at": str, "message_id": str,
-                    "payload": str,
-                },
-                pk="id",
-                defaults={"state": "pending", "attempts": 0},
-                if_not_exists=True,
-            )
-            for table, columns, unique in (
-                ("fetches", ["target_id", "started_at"], False),
-                ("versions", ["target_id", "seq"], True),
-                ("versions", ["target_id", "observed_at"], False),
-                ("versions", ["target_id", "text_sha256"], False),
-                ("changes", ["detected_at"], False),
-                ("changes", ["target_id", "detected_at"], False),
-                ("changes", ["observed_at"], False),
-                ("changes", ["new_version_id"], False),
-                ("alerts", ["state", "next_attempt_at"], False),
-            ):
-                db[table].create_index(columns, unique=unique, if_not_exists=True)
-            self._ensure_evaluations()
-            db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
-            if self.get_meta("store_id") is None:
-                db["meta"].upsert({"key": "store_id", "value": os.urandom(8).hex()}, pk="key")
+            schema.create(self)
 
     # ------------------------------------------------------------------ transactions
 
@@ -538,38 +364,139 @@ class Store:
             if fetch:
                 self.record_fetch(fetch, "unchanged", live=live)
             return None  # unchanged: one fetch row, no file
-        raw_meta = self._write_raws(target_id, raws)
-        text_name = f"{text_sha}.md"
-        _atomic_write(self._path(target_id, text_name), text_bytes)
+        raw_meta = self._write_files(target_id, raws, text_bytes, text_sha)
         with self.write():
             before = self.version_before(target_id, observed_at)  # again: another process may have written
             if before is not None and before.text_sha256 == text_sha:
                 if fetch:
                     self._record_fetch(fetch, "unchanged", live=live)
                 return None
-            seq_row = self.db.execute("select coalesce(max(seq), 0) from versions where target_id = ?", [target_id]).fetchone()
-            seq = seq_row[0] + 1
-            last_recorded = list(self.db.query(
-                "select chain_hash from versions where target_id = ? order by seq desc limit 1", [target_id]
-            ))
-            prev_chain = last_recorded[0]["chain_hash"] if last_recorded else GENESIS
-            earlier = self.find_text(target_id, text_sha, before=observed_at)
-            reverted_to = earlier.seq if earlier is not None and (before is None or earlier.id != before.id) else None
-            row = {
-                "target_id": target_id, "seq": seq, "observed_at": observed_at, "recorded_at": utcnow(),
-                "fetch_id": None, "raws": json.dumps(raw_meta), "text_sha256": text_sha,
-                "text_path": f"{target_id}/{text_name}", "text_bytes": len(text_bytes),
-                "clause_count": len(document.clauses), "effective_date": document.effective_date,
-                "title": document.title, "prev_chain": prev_chain,
-                "chain_hash": chain_hash(prev_chain, target_id, seq, observed_at, raw_meta, text_sha),
-                "provenance": provenance, "provenance_ref": provenance_ref, "reverted_to": reverted_to,
-            }
-            version_id = int(self.db["versions"].insert(row).last_pk)
-            if fetch:
-                fetch_id = self._record_fetch(fetch, "new-version", version_id, live=live)
-                self.db["versions"].update(version_id, {"fetch_id": fetch_id})
-            row["id"] = version_id
-            return Version.from_row(row)
+            return self._insert_version(
+                target_id, raw_meta, document, text_bytes, text_sha, observed_at=observed_at, before=before,
+                fetch=fetch, provenance=provenance, provenance_ref=provenance_ref,
+            )
+
+    def _write_files(self, target_id: str, raws: Sequence[RawPart], text_bytes: bytes, text_sha: str) -> list[dict[str, Any]]:
+        """Raw and text files, each whole on disk before any row refers to it."""
+        raw_meta = self._write_raws(target_id, raws)
+        _atomic_write(self._path(target_id, f"{text_sha}.md"), text_bytes)
+        return raw_meta
+
+    def _insert_version(
+        self,
+        target_id: str,
+        raw_meta: list[dict[str, Any]],
+        document: Document,
+        text_bytes: bytes,
+        text_sha: str,
+        *,
+        observed_at: str,
+        before: Version | None,
+        fetch: FetchRecord | None,
+        provenance: str,
+        provenance_ref: str | None,
+    ) -> Version:
+        """The version row (and its fetch row), inside the caller's write transaction."""
+        seq = self.db.execute("select coalesce(max(seq), 0) from versions where target_id = ?", [target_id]).fetchone()[0] + 1
+        earlier = self.find_text(target_id, text_sha, before=observed_at)
+        reverted_to = earlier.seq if earlier is not None and (before is None or earlier.id != before.id) else None
+        row = {
+            "target_id": target_id, "seq": seq, "observed_at": observed_at, "recorded_at": utcnow(),
+            "fetch_id": None, "raws": json.dumps(raw_meta), "text_sha256": text_sha,
+            "text_path": f"{target_id}/{text_sha}.md", "text_bytes": len(text_bytes),
+            "clause_count": len(document.clauses), "effective_date": document.effective_date,
+            "title": document.title, "prev_chain": GENESIS, "chain_hash": GENESIS,  # set below, from the chain entry
+            "provenance": provenance, "provenance_ref": provenance_ref, "reverted_to": reverted_to,
+        }
+        version_id = int(self.db["versions"].insert(row).last_pk)
+        if fetch:
+            fetch_id = self._record_fetch(fetch, "new-version", version_id, live=provenance == "live")
+            self.db["versions"].update(version_id, {"fetch_id": fetch_id})
+        prev, digest = chain.append(self, "version", version_id)
+        self.db["versions"].update(version_id, {"prev_chain": prev, "chain_hash": digest})
+        row.update(id=version_id, prev_chain=prev, chain_hash=digest)
+        return Version.from_row(row)
+
+    # ------------------------------------------------------------------ one check, one transaction
+
+    def commit_check(self, outcome: CheckOutcome) -> Committed:
+        """Store everything one live check produced in one transaction.
+
+        The predecessor is decided here, under the write lock: if another process stored a
+        version since the check read the latest one, the capture is compared with that one
+        instead (its text equal: an unchanged fetch; observed before it: a stale fetch, since
+        the page has been seen later). An identical text is never a new version."""
+        cand = outcome.candidate
+        raw_meta: list[dict[str, Any]] | None = None
+        text_bytes = b""
+        if cand is not None and cand.document is not None:
+            text_bytes = cand.document.to_markdown().encode("utf-8")
+            latest = self.latest_version(outcome.target_id)
+            if latest is None or latest.text_sha256 != cand.fetch.text_sha256:
+                raw_meta = self._write_files(outcome.target_id, cand.raws, text_bytes, sha256_bytes(text_bytes))
+        with self.write():
+            if outcome.engine_choice:
+                self.db["targets"].update(outcome.target_id, {"engine_choice": outcome.engine_choice})
+            for record, kind in outcome.fetches:
+                self._record_fetch(record, kind)
+            committed = Committed("failed" if outcome.failed else "unconfirmed")
+            if cand is not None:
+                committed = self._commit_candidate(outcome.target_id, cand, raw_meta, text_bytes)
+            committed.state_change = self._update_state(outcome)
+        return committed
+
+    def _commit_candidate(self, target_id: str, cand: Candidate, raw_meta: list[dict[str, Any]] | None, text_bytes: bytes) -> Committed:
+        fetch = cand.fetch
+        text_sha = fetch.text_sha256
+        assert text_sha is not None
+        latest = self.latest_version(target_id)
+        if latest is not None and latest.text_sha256 == text_sha:
+            self._record_fetch(fetch, "unchanged")
+            return Committed("unchanged")
+        if latest is not None and latest.observed_at > fetch.finished_at:
+            self._record_fetch(fetch, "stale")  # another check saw the page later and stored it
+            return Committed("unchanged")
+        document = cand.document
+        if document is None:  # same bytes as the last fetch, whose text is no longer the latest
+            known = self.find_text(target_id, text_sha)
+            if known is None:
+                raise StoreError(f"{target_id}: text {text_sha[:12]} of an unchanged fetch is not stored; run `monitor verify`")
+            document = self.document(known)
+            text_bytes = self.read_text(known).encode("utf-8")
+        if raw_meta is None:  # the latest moved after the files were skipped
+            raw_meta = self._write_files(target_id, cand.raws, text_bytes, text_sha)
+        version = self._insert_version(
+            target_id, raw_meta, document, text_bytes, text_sha, observed_at=fetch.finished_at, before=latest,
+            fetch=fetch, provenance="live", provenance_ref=None,
+        )
+        if latest is None:
+            return Committed("first-version", version=version)
+        plan = cand.plan(latest, document, version.reverted_to)
+        change_id = self.add_change(
+            latest, version, plan.result, alert_rows=plan.alert_rows, html=plan.html, html_version=plan.html_version,
+        )
+        return Committed("new-version", version=version, change_id=change_id, result=plan.result)
+
+    def _update_state(self, outcome: CheckOutcome) -> str | None:
+        """Move a target into `failing` after N consecutive failures, and out of it on success,
+        queueing the state alert with it. Returns 'failing' or 'recovered' when it changed."""
+        row = self.target_row(outcome.target_id) or {}
+        state = row.get("state") or "new"
+        failures = row.get("consecutive_failures") or 0
+        if outcome.failed and state != "failing" and failures >= outcome.failure_threshold:
+            change, detail = "failing", f"{failures} consecutive failures; last: {outcome.error}"
+        elif not outcome.failed and state == "failing":
+            change, detail = "recovered", "checks succeed again"
+        else:
+            if not outcome.failed and state != "ok":
+                self.db["targets"].update(outcome.target_id, {"state": "ok"})
+            return None
+        self.db["targets"].update(
+            outcome.target_id,
+            {"state": "failing" if change == "failing" else "ok", "failing_since": utcnow() if change == "failing" else None},
+        )
+        self._insert_alerts(outcome.state_alerts(change, detail) if outcome.state_alerts else [])
+        return change
 
     def version_before(self, target_id: str, observed_at: str) -> Version | None:
         """The version observed last at or before this time (the one a new capture follows)."""
@@ -616,11 +543,8 @@ class Store:
             if existing:
                 return int(existing[0]["id"])
             change_id = int(self.db["changes"].insert(row).last_pk)
-            now = utcnow()
-            for alert in alert_rows:
-                self.db["alerts"].insert(
-                    {"created_at": now, "state": "pending", "attempts": 0, "next_attempt_at": now, **alert, "change_id": change_id}
-                )
+            chain.append(self, "change", change_id)
+            self._insert_alerts([{**alert, "change_id": change_id} for alert in alert_rows])
         return change_id
 
     def supersede_change(self, old: Version, new: Version, by_change_id: int | None) -> None:
@@ -628,10 +552,11 @@ class Store:
         The row stays, for the audit trail; reports and history skip superseded changes, and
         its alerts not yet sent are dropped."""
         with self.write():
-            for row in self.db.query(
+            for row in list(self.db.query(  # read first: the loop writes to the same tables
                 "select id from changes where old_version_id = ? and new_version_id = ? and superseded_by is null", [old.id, new.id]
-            ):
+            )):
                 self.db.execute("update changes set superseded_by = ? where id = ?", [by_change_id or -1, row["id"]])
+                chain.append(self, "supersede", row["id"])
                 self.db.execute("delete from alerts where change_id = ? and state = 'pending'", [row["id"]])
 
     def change(self, change_id: int) -> dict[str, Any]:
@@ -641,21 +566,6 @@ class Store:
         return rows[0]
 
     # ------------------------------------------------------------------ re-evaluations
-
-    def _ensure_evaluations(self) -> None:
-        """Flags recomputed by newer rules (`monitor reflag`) are kept beside the change's own:
-        what was alerted stays as it was, and reports read the latest evaluation."""
-        self.db["evaluations"].create(
-            {
-                "id": int, "change_id": int, "evaluated_at": str, "rules": str, "substantive": int,
-                "n_changes": int, "n_flags": int, "categories": str, "max_severity": str, "summary": str,
-                "diff": str,
-            },
-            pk="id",
-            foreign_keys=[("change_id", "changes", "id")],
-            if_not_exists=True,
-        )
-        self.db["evaluations"].create_index(["change_id"], if_not_exists=True)
 
     def latest_evaluation(self, change_id: int) -> dict[str, Any] | None:
         rows = list(self.db.query("select * from evaluations where change_id = ? order by id desc limit 1", [change_id]))
@@ -685,68 +595,24 @@ class Store:
         return Version.from_row(rows[0])
 
     def add_alerts(self, rows: Sequence[dict[str, Any]]) -> None:
-        now = utcnow()
         with self.write():
-            for alert in rows:
-                self.db["alerts"].insert({"created_at": now, "state": "pending", "attempts": 0, "next_attempt_at": now, **alert})
+            self._insert_alerts(rows)
+
+    def _insert_alerts(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Outbox rows, each carrying the chain head at the time (a copy verify compares)."""
+        now, head = utcnow(), chain.head(self)
+        for alert in rows:
+            self.db["alerts"].insert({"created_at": now, "state": "pending", "attempts": 0, "next_attempt_at": now, **alert, "chain_head": head})
 
     # ------------------------------------------------------------------ verify
 
-    def verify(self) -> list[VerifyProblem]:
-        """Check every file against the database and every chain link; report all faults."""
-        problems: list[VerifyProblem] = []
-        referenced: set[str] = set()
-        by_target: dict[str, list[dict[str, Any]]] = {}
-        for row in self.db.query("select * from versions order by target_id, seq"):
-            by_target.setdefault(row["target_id"], []).append(row)
-        for target_id, rows in by_target.items():
-            prev = GENESIS
-            for expected_seq, row in enumerate(rows, start=1):
-                where = f"{target_id}@{row['seq']}"
-                if row["seq"] != expected_seq:
-                    problems.append(VerifyProblem("error", where, f"version numbers jump (expected {expected_seq}): a version row is missing"))
-                raws = json.loads(row["raws"] or "[]")
-                for raw in raws:
-                    referenced.add(raw["path"])
-                    problems.extend(self._check_file(where, raw["path"], raw["sha256"], compressed=True))
-                referenced.add(row["text_path"])
-                problems.extend(self._check_file(where, row["text_path"], row["text_sha256"], compressed=False))
-                if row["prev_chain"] != prev:
-                    problems.append(VerifyProblem("error", where, "chain broken: prev_chain does not match the previous version's chain hash"))
-                expected = chain_hash(row["prev_chain"], target_id, row["seq"], row["observed_at"], raws, row["text_sha256"])
-                if row["chain_hash"] != expected:
-                    problems.append(VerifyProblem("error", where, "chain hash does not match the recorded content (a row was edited)"))
-                prev = row["chain_hash"]
-        for row in self.db.query(
-            "select c.id from changes c left join versions o on o.id = c.old_version_id "
-            "left join versions n on n.id = c.new_version_id where o.id is null or n.id is null"
-        ):
-            problems.append(VerifyProblem("error", f"change {row['id']}", "refers to a version that does not exist"))
-        if self.snapshots_dir.exists():
-            for path in sorted(self.snapshots_dir.rglob("*")):
-                if not path.is_file() or path.name == "README.md":
-                    continue
-                rel = path.relative_to(self.snapshots_dir).as_posix()
-                if path.name.endswith(".tmp"):
-                    problems.append(VerifyProblem("note", rel, "left-over temporary file from an interrupted write (safe to delete)"))
-                elif rel not in referenced:
-                    problems.append(VerifyProblem("note", rel, "file not referenced by any version (an interrupted capture; harmless)"))
-        return problems
+    def verify(self, *, heads: Sequence[tuple[str, str]] = ()) -> list[VerifyProblem]:
+        """Every file against its digest, every chain entry against the rows it covers, every
+        copy of the chain head (plus `heads`, e.g. from an email) against the chain."""
+        return chain.verify(self, heads=list(heads))
 
-    def _check_file(self, where: str, rel: str, sha: str, *, compressed: bool) -> list[VerifyProblem]:
-        path = self.snapshots_dir / rel
-        try:
-            data = path.read_bytes()
-            if compressed:
-                data = gzip.decompress(data)
-        except FileNotFoundError:
-            return [VerifyProblem("error", where, f"file missing: {rel}")]
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            return [VerifyProblem("error", where, f"file unreadable: {rel} ({exc})")]
-        actual = sha256_bytes(data)
-        if actual != sha:
-            return [VerifyProblem("error", where, f"content of {rel} does not match its recorded sha256 (modified or corrupted)")]
-        return []
+    def chain_head(self) -> str:
+        return chain.head(self)
 
     # ------------------------------------------------------------------ stats
 

@@ -16,6 +16,7 @@ from monitor.store import Store
 from monitor.targets import load_config
 
 from .conftest import POLICY, ROOT, Site, browser_pids, page, run_cli, write_config
+from .test_faults import count, kill_when, start_check
 
 AI_CLAUSE = "We may use your personal data to improve, develop, and provide products and Services, develop and train artificial intelligence (AI) models."
 
@@ -148,13 +149,11 @@ def test_kill_9_during_a_check_then_verify_passes(tmp_path: Path, site: Site) ->
     for round_ in range(3):
         for i in range(24):
             site.set(f"/p{i}", page(*POLICY, f"Clause number {i}, round {round_}."), delay=0.05)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "--config", str(config), "check"], cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        time.sleep(1.2 + 0.3 * round_)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        db = tmp_path / "monitor.db"
+        baseline = count(db, "select count(*) from versions") if db.exists() else 0
+        proc = start_check(config)
+        # aimed by polling the database: killed mid-pass, a few more versions in each round
+        assert kill_when(db, proc, "select count(*) from versions", baseline + 3 + 4 * round_)
     verify = run_cli("--config", str(config), "verify")
     assert verify.code == 0, verify.out + verify.err
     assert "verify: ok" in verify.out

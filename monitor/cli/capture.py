@@ -257,27 +257,39 @@ def doctor(state: State) -> int:
 @cli.command()
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
+@click.option("--head", "heads", multiple=True, metavar="N:SHA256",
+              help="A chain head kept elsewhere (an alert's X-Monitor-Chain header, a log line) to check too.")
 @pass_state
-def verify(state: State, quiet: bool) -> int:
-    """Check every stored file against the database and the hash chain.
+def verify(state: State, quiet: bool, heads: tuple[str, ...]) -> int:
+    """Check every stored file and every recorded fact against the hash chain.
 
     \b
     Example:
       monitor verify
 
-    Recomputes the sha256 of every raw capture and extracted text and every link of each
-    target's hash chain, and names exactly what does not match. Files left by an
-    interrupted write are listed as notes (harmless). Exit 0 when intact, 1 otherwise.
+    Recomputes the sha256 of every raw capture and extracted text, every entry of the hash
+    chain (versions with their dates, titles, provenance and URLs; changes with their flags
+    and diff), and every copy of the chain head (meta, daemon heartbeat, alert rows, and
+    each --head given), and names exactly what does not match. A head naming an entry the
+    chain no longer has means its tail was deleted. Files left by an interrupted write are
+    listed as notes (harmless). Exit 0 when intact, 1 otherwise.
     """
+    from ..errors import InputError
     from ..store import Store
 
+    heads = tuple(h.strip() for h in heads)  # a folded email header keeps its leading space
+    for head in heads:
+        number, _, digest = head.partition(":")
+        if not number.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise InputError(f"--head {head[:80]}: expected N:SHA256 (64 hex digits), as in an alert's X-Monitor-Chain header")
     config = state.config()
     if not config.db_path.exists():
         click.echo(f"{config.db_path}: no database yet; nothing to verify")
         return 0
     with Store.open(config) as store:
-        problems = store.verify()
+        problems = store.verify(heads=[("--head", h) for h in heads])
         counts = store.counts()
+        head_now = store.chain_head()
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         if problem.severity == "error" or not quiet:
@@ -286,7 +298,7 @@ def verify(state: State, quiet: bool) -> int:
         click.echo(f"verify: {len(errors)} problem(s) in {counts['versions']} versions")
         return 1
     if not quiet:
-        click.echo(f"verify: ok ({counts['versions']} versions, {counts['changes']} changes, {counts['fetches']} fetches)")
+        click.echo(f"verify: ok ({counts['versions']} versions, {counts['changes']} changes, {counts['fetches']} fetches; chain head {head_now})")
     return 0
 
 
