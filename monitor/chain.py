@@ -4,8 +4,8 @@ Record format 2 (the `chain` table, one row per entry, appended in the same tran
 the row it covers):
 
     position  1, 2, 3 ... (no gaps)
-    kind      "version" | "change" | "supersede"
-    ref       id of the versions or changes row the entry covers
+    kind      "version" | "change" | "supersede" | "evaluation"
+    ref       id of the versions, changes or evaluations row the entry covers
     record    canonical JSON of the covered facts (keys sorted, no spaces, UTF-8), with "v": 2
     prev      hash of the entry before it (64 zeros for the first)
     hash      sha256(prev + "\\n" + record)
@@ -19,6 +19,8 @@ What each kind covers (see the *_record functions; every key is always present):
   counts, categories, highest severity, signals, summary, the alerted flag, and the sha256 of
   the diff JSON (which holds every flag) and of the rendered clause HTML.
 - supersede: a change marked superseded, and by which change.
+- evaluation: a change's flags recomputed by `monitor reflag` (the change, when, the rules'
+  digest, substantive, counts, categories, highest severity, summary, sha256 of the diff JSON).
 
 The head ("N:hash" of the last entry) is kept in three places verify compares: meta
 `chain_head` (same transaction), the daemon heartbeat, and every alert row (`alerts.chain_head`,
@@ -100,6 +102,17 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+EVALUATION_FIELDS = (
+    "change_id", "evaluated_at", "rules", "substantive", "n_changes", "n_flags", "categories", "max_severity", "summary",
+)
+
+
+def evaluation_record(row: dict[str, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {"v": FORMAT, "kind": "evaluation", **{k: row[k] for k in EVALUATION_FIELDS}}
+    record["diff_sha256"] = _sha(row["diff"])
+    return record
+
+
 def supersede_record(row: dict[str, Any]) -> dict[str, Any]:
     return {"v": FORMAT, "kind": "supersede", "change_id": row["id"], "superseded_by": row["superseded_by"]}
 
@@ -116,6 +129,9 @@ def record_of(store: Store, kind: str, ref: int) -> dict[str, Any] | None:
     if kind == "version":
         row = _row(store, "versions", ref)
         return version_record(row, _row(store, "fetches", row["fetch_id"])) if row else None
+    if kind == "evaluation":
+        row = _row(store, "evaluations", ref)
+        return evaluation_record(row) if row else None
     row = _row(store, "changes", ref)
     if row is None:
         return None
@@ -164,7 +180,7 @@ def verify_chain(store: Store, *, heads: list[tuple[str, str]] | None = None) ->
     the head naming an entry that exists. `heads` are extra (where, 'N:hash') to compare."""
     problems: list[VerifyProblem] = []
     prev, position = GENESIS, 0
-    covered: dict[str, set[int]] = {"version": set(), "change": set(), "supersede": set()}
+    covered: dict[str, set[int]] = {"version": set(), "change": set(), "supersede": set(), "evaluation": set()}
     hashes: dict[int, str] = {}
     for entry in store.db.query("select * from chain order by position"):
         position += 1
@@ -188,6 +204,10 @@ def verify_chain(store: Store, *, heads: list[tuple[str, str]] | None = None) ->
             problems.append(VerifyProblem("error", f"change {row['id']}", "change not in the hash chain (a row was added)"))
         if (row["superseded_by"] is not None) != (row["id"] in covered["supersede"]):
             problems.append(VerifyProblem("error", f"change {row['id']}", "superseded mark does not match the hash chain"))
+    if "evaluations" in store.db.table_names():
+        for row in store.db.query("select id, change_id from evaluations"):
+            if row["id"] not in covered["evaluation"]:
+                problems.append(VerifyProblem("error", f"evaluation {row['id']} of change {row['change_id']}", "evaluation not in the hash chain (a row was added)"))
     meta = store.get_meta("chain_head")
     copies = [("meta chain_head", meta)] if meta else []
     if not meta and position:

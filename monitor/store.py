@@ -586,7 +586,9 @@ class Store:
             "summary": summary_line(result), "diff": json.dumps(result.to_dict(), ensure_ascii=False),
         }
         with self.write():
-            return int(self.db["evaluations"].insert(row).last_pk)
+            evaluation_id = int(self.db["evaluations"].insert(row).last_pk)
+            chain.append(self, "evaluation", evaluation_id)  # a report reads it: the chain covers it
+        return evaluation_id
 
     def version_by_id(self, version_id: int) -> Version:
         rows = list(self.db.query("select * from versions where id = ?", [version_id]))

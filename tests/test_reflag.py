@@ -83,5 +83,11 @@ def test_reflag_records_new_evaluations_and_reports_show_them(workdir: Path, tmp
     # Idempotent: the same rules again record nothing new.
     code, out, _ = in_process("reflag")
     assert code == 0 and "recorded 0 new evaluations" in out, out
+    assert run_cli("verify", cwd=workdir).code == 0
+    with Store(workdir / "monitor.db", workdir / "snapshots") as store:  # the evaluation is covered by the chain
+        store.db.execute("update evaluations set n_flags = 0")
+        store.db.conn.commit()
+    forged = run_cli("verify", cwd=workdir)
+    assert forged.code == 1 and "evaluation" in forged.out + forged.err
     result = run_cli("reflag", "no-such-target", cwd=workdir)
     assert result.code == 2 and "no-such-target" in result.err and "Traceback" not in result.err
