@@ -842,7 +842,7 @@ def _evidence(flag: dict[str, Any]) -> str | None:
     evidence = flag.get("evidence")
     if not evidence:
         return None
-    return one_line(visible_text(str(evidence)), MAX_EVIDENCE_CHARS)
+    return one_line(str(evidence), MAX_EVIDENCE_CHARS)  # already the visible text: a literal "<b>" the page showed stays, escaped
 
 
 def _cut_note(cut: int, command: str) -> str:

@@ -72,7 +72,7 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
         if code == 1:  # a failure the README expects (the demo's servers are gone): one clear line
             assert err.strip() or out.strip(), line
         if words[1] == "demo":
-            assert "⚑ ai-training (high): “develop and train artificial intelligence (AI) models”" in out
+            assert "⚑ ai-training (high, added): “develop and train artificial intelligence (AI) models”" in out
         if words[1:3] == ["show", "14"] and len(words) == 3:
             assert "ai-training" in out and "2024-09-18" in out
     assert len(ran) >= 30
