@@ -135,7 +135,7 @@ def diff_statements(
         came.remove(n)
     kept_old = [*kept, *(o for o, _ in pairs)]
     kept = [*kept, *(n for _, n in pairs)]
-    if sentences:  # a typo fixed or made ("artifical" -> "artificial") is not a new statement
+    if sentences is not None:  # a typo fixed or made ("artifical" -> "artificial") is not a new statement
         gone = [o for o in gone if not any(_typo_variant(o.key, k) for k in sentences.get(o.clause, ((), ()))[1])]
         came = [n for n in came if not any(_typo_variant(n.key, k) for k in sentences.get(n.clause, ((), ()))[0])]
     if gone:
