@@ -431,25 +431,23 @@ def claim(st: Statement) -> str:
     return "keeps data used for AI for a stated time"
 
 
+SUMMARIES = {
+    "added": "Now says it {said}",
+    "removed": "No longer says it {said}",
+    "negated": "Now says the opposite: it {said}",
+    "affirmed": "Drops a promise not to: now says it {said}",
+    "broadened": "Widens what it says: it {said}{extra}",
+    "narrowed": "Narrows what it says: it {said}{extra}",
+    "qualifier-added": "Adds a condition: it {said}{extra}",
+    "qualifier-removed": "Drops a condition: it {said}{extra}",
+}
+"""One line per kind of change; {said} is the statement as a verb phrase, {extra} the details."""
+
+
 def summary(st: Statement, change: str, details: tuple[str, ...]) -> str:
     """One plain-language line: "Now says it may use public posts to train AI (qualifier: + region)"."""
-    said = claim(st)
     extra = f" ({'; '.join(details)})" if details else ""
-    if change == "added":
-        return f"Now says it {said}"
-    if change == "removed":
-        return f"No longer says it {said}"
-    if change == "negated":
-        return f"Now says the opposite: it {said}"
-    if change == "affirmed":
-        return f"Drops a promise not to: now says it {said}"
-    if change == "broadened":
-        return f"Widens what it says: it {said}{extra}"
-    if change == "narrowed":
-        return f"Narrows what it says: it {said}{extra}"
-    if change == "qualifier-added":
-        return f"Adds a condition: it {said}{extra}"
-    return f"Drops a condition: it {said}{extra}"
+    return SUMMARIES[change].format(said=claim(st), extra=extra)
 
 
 # ------------------------------------------------------------------------------ whole documents
