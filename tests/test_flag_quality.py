@@ -29,9 +29,9 @@ from monitor.flags.evaluate import (
 from .conftest import CORPUS
 
 TESTS = Path(__file__).resolve().parent
-SUITE_FLOOR = {"precision": 0.97, "recall": 0.89}
-HOLDOUT_FLOOR = {"precision": 0.85, "recall": 0.75}
-CORPUS_FLOOR = {"precision": 0.95, "recall": 0.90}
+SUITE_FLOOR = {"precision": 0.97, "recall": 0.95}
+HOLDOUT_FLOOR = {"precision": 0.85, "recall": 0.80}
+CORPUS_FLOOR = {"precision": 0.95, "recall": 0.95}
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,10 @@ def test_suite_precision_and_recall(rules: RuleSet) -> None:
 
 
 def test_holdout_precision_and_recall(rules: RuleSet) -> None:
-    directory = TESTS / "flag_holdout"
-    if not any(directory.glob("*.yaml")):
+    cases = [c for folder in ("flag_holdout", "flag_holdout2") for c in load_suite(TESTS / folder)]
+    if not cases:
         pytest.skip("no held-out cases")
-    score = score_suite(rules, load_suite(directory))
+    score = score_suite(rules, cases)
     print(f"held-out: precision {score.precision:.3f}, recall {score.recall:.3f} (tp {score.tp}, fp {score.fp}, fn {score.fn})")
     assert score.precision >= HOLDOUT_FLOOR["precision"]
     assert score.recall >= HOLDOUT_FLOOR["recall"]

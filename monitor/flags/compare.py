@@ -135,7 +135,7 @@ def diff_statements(
         came.remove(n)
     kept_old = [*kept, *(o for o, _ in pairs)]
     kept = [*kept, *(n for _, n in pairs)]
-    if sentences:  # a typo fixed or made ("artifical" -> "artificial") is not a new statement
+    if sentences is not None:  # a typo fixed or made ("artifical" -> "artificial") is not a new statement
         gone = [o for o in gone if not any(_typo_variant(o.key, k) for k in sentences.get(o.clause, ((), ()))[1])]
         came = [n for n in came if not any(_typo_variant(n.key, k) for k in sentences.get(n.clause, ((), ()))[0])]
     if gone:
@@ -431,25 +431,23 @@ def claim(st: Statement) -> str:
     return "keeps data used for AI for a stated time"
 
 
+SUMMARIES = {
+    "added": "Now says it {said}",
+    "removed": "No longer says it {said}",
+    "negated": "Now says the opposite: it {said}",
+    "affirmed": "Drops a promise not to: now says it {said}",
+    "broadened": "Widens what it says: it {said}{extra}",
+    "narrowed": "Narrows what it says: it {said}{extra}",
+    "qualifier-added": "Adds a condition: it {said}{extra}",
+    "qualifier-removed": "Drops a condition: it {said}{extra}",
+}
+"""One line per kind of change; {said} is the statement as a verb phrase, {extra} the details."""
+
+
 def summary(st: Statement, change: str, details: tuple[str, ...]) -> str:
     """One plain-language line: "Now says it may use public posts to train AI (qualifier: + region)"."""
-    said = claim(st)
     extra = f" ({'; '.join(details)})" if details else ""
-    if change == "added":
-        return f"Now says it {said}"
-    if change == "removed":
-        return f"No longer says it {said}"
-    if change == "negated":
-        return f"Now says the opposite: it {said}"
-    if change == "affirmed":
-        return f"Drops a promise not to: now says it {said}"
-    if change == "broadened":
-        return f"Widens what it says: it {said}{extra}"
-    if change == "narrowed":
-        return f"Narrows what it says: it {said}{extra}"
-    if change == "qualifier-added":
-        return f"Adds a condition: it {said}{extra}"
-    return f"Drops a condition: it {said}{extra}"
+    return SUMMARIES[change].format(said=claim(st), extra=extra)
 
 
 # ------------------------------------------------------------------------------ whole documents

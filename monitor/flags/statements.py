@@ -85,6 +85,10 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
             groups.setdefault((index, rule.category, polarity), []).append((rule, span))
     out: list[Statement] = []
     choice_sentences = {index for index, category, _ in groups if category == "opt-out-scope"}
+    limit_sentences = {  # "data already used to train our models is not removed": the limit's object
+        index for index, category, _ in groups
+        if category == "opt-out-scope" and any(r.qualifier == "not-retroactive" for r, _ in groups[(index, category, "any")])
+    }
     arounds: dict[str, dict[str, set[str]]] = {}  # the clause's facets, once per language
     for (index, category, polarity), group in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
         lo, hi = text.sentences[index]
@@ -95,13 +99,17 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
         if language not in arounds:
             arounds[language] = _facets(rules, ctx, language, 0, len(text.folded))
         around = arounds[language]
+        if index in limit_sentences and category == "ai-training":
+            continue
         if index in choice_sentences and category in ("ai-training", "ai-third-party") and _governed(ctx, rules, language, lo, group):
             continue  # "you can object to the use of your data to train AI": the choice is the statement (opt-out-scope)
         if polarity == "any":  # one opt-out statement per sentence: its limits are qualifiers
             polarity = "does-not" if any(r.polarity == "does-not" for r, _ in group) else "does"
             facets["qualifier"] |= {r.qualifier for r, _ in group if r.qualifier}
         if category in ("ai-training", "ai-third-party") and "users" in facets["owner"]:
-            continue  # a rule for users or developers, not a use of their data
+            continue  # a rule for users about the service's output, not a use of their data
+        if category in ("ai-training", "ai-third-party") and "banned" in facets["owner"]:
+            category, polarity = "ai-third-party", "does-not"  # others may not train on it
         if category == "ai-training" and "others" in facets["owner"] and "ours" not in facets["owner"]:
             category = "ai-third-party"  # only a third party trains: that is sharing for their AI
         actors = facets["actor"] | (facets["named"] if category == "ai-third-party" else set())
