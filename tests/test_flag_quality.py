@@ -30,7 +30,7 @@ from .conftest import CORPUS
 
 TESTS = Path(__file__).resolve().parent
 SUITE_FLOOR = {"precision": 0.97, "recall": 0.95}
-HOLDOUT_FLOOR = {"precision": 0.85, "recall": 0.80}
+HOLDOUT_FLOOR = {"precision": 0.82, "recall": 0.77}  # both held-out sets together
 CORPUS_FLOOR = {"precision": 0.95, "recall": 0.95}
 
 
