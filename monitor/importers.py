@@ -404,7 +404,7 @@ class ArchiveClient:
             kind = f"http-{status}" if status in (403, 404, 410) else "http-error"
             raise FetchError(kind, f"{url} answered {status}", url=url, status=status)
         if len(response.content) > MAX_BYTES:
-            raise FetchError("non-html", f"{url} is larger than {MAX_BYTES // 2**20} MB", url=url, status=status)
+            raise FetchError("too-large", f"{url} is larger than {MAX_BYTES // 2**20} MB", url=url, status=status)
         return Fetched(url, str(response.url), status, response.content, headers.get("content-type"), attempt)
 
 
