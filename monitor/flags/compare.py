@@ -359,7 +359,7 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
         if _search(extent.get("narrower"), lead):
             found.append(("qualifier-added" if inserted else "qualifier-removed", f"{'adds' if inserted else 'drops'}: {phrase}"))
             found.append(("narrowed" if inserted * sign > 0 or (not inserted and sign < 0) else "broadened", ""))
-        elif _search(extent.get("wider"), " ".join([*before, *run])):
+        elif _search(extent.get("wider"), " ".join([*before, *run[:3]])):
             wider = inserted if sign > 0 else not inserted
             found.append(("broadened" if wider else "narrowed", f"{'adds' if inserted else 'drops'}: {phrase}"))
     return found
