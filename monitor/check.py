@@ -122,7 +122,7 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
     assert text_sha is not None
     result: DiffResult | None = None
     if capture.document is not None and latest is not None and latest.text_sha256 != text_sha:
-        result = compare(store.document(latest), capture.document, rules=ctx.rules)
+        result = compare(store.document(latest), capture.document, rules=ctx.rules, service=target.service)
         if result.substantive and ctx.confirm and target.confirm_delay > 0:
             confirmed = await _confirm(ctx, target, capture, text_sha, latest, outcome)
             if confirmed is None:
@@ -170,7 +170,7 @@ def _planner(ctx: CheckContext, target: Target, base: Version | None, result: Di
     def plan(old: Version, document: Document, reverted_to: int | None) -> ChangePlan:
         diff = result if result is not None and base is not None and old.id == base.id else None
         if diff is None:
-            diff = compare(ctx.store.document(old), document, rules=ctx.rules)
+            diff = compare(ctx.store.document(old), document, rules=ctx.rules, service=target.service)
         if reverted_to is not None:
             diff.mark_reverted(reverted_to)
         return change_plan(ctx.config, target, diff)

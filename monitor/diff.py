@@ -237,8 +237,12 @@ def _squash(clauses: Iterable[Clause]) -> str:
     return re.sub(r"\s+", "", "".join(c.key for c in clauses))
 
 
-def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag: bool = True) -> DiffResult:
-    """Diff two documents clause by clause and flag the changed clauses."""
+def compare(
+    old: Document, new: Document, *, rules: RuleSet | None = None, flag: bool = True, service: str | None = None
+) -> DiffResult:
+    """Diff two documents clause by clause and flag the changed clauses. `service` is whose
+    document it is ("LinkedIn"): a statement naming it is the platform speaking of itself, not
+    of a third party."""
     a = [c.key for c in old.clauses]
     b = [c.key for c in new.clauses]
     matcher = SequenceMatcher(None, a, b, autojunk=False)
@@ -302,20 +306,20 @@ def compare(old: Document, new: Document, *, rules: RuleSet | None = None, flag:
             from .flags import load_rules
 
             rules = load_rules(strict=False)
-        flag_changes(rules, old, new, changes)
+        flag_changes(rules, old, new, changes, service=service)
     result = DiffResult(old.source, new.source, old.effective_date, new.effective_date, changes)
     result.signals = date_signals(result)
     return result
 
 
-def flag_changes(rules: RuleSet, old: Document, new: Document, changes: Sequence[Change]) -> None:
+def flag_changes(rules: RuleSet, old: Document, new: Document, changes: Sequence[Change], *, service: str | None = None) -> None:
     """Attach to each change the AI statements it added, removed or altered (flags.compare):
     cosmetic changes and moves are not read, and a statement that still stands elsewhere in
     the other version raises nothing."""
     from .flags.compare import compare_documents, sort_flags
 
     read = [c for c in changes if not c.cosmetic and c.kind != "moved"]
-    result = compare_documents(rules, old, new, [(c.old, c.new, c.section or None) for c in read])
+    result = compare_documents(rules, old, new, [(c.old, c.new, c.section or None) for c in read], service=service)
     for flag, index in result.flags:
         read[index].flags.append(flag)
     for change in read:

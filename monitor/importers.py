@@ -200,7 +200,7 @@ def _link(ctx: ImportContext, version: Version) -> DiffResult | None:
 def _record(ctx: ImportContext, history: list[Version], old: Version, new: Version) -> DiffResult:
     from .check import record_change
 
-    result = compare(ctx.document(old), ctx.document(new), rules=ctx.rules)
+    result = compare(ctx.document(old), ctx.document(new), rules=ctx.rules, service=ctx.target.service)
     earlier = reverted_to(history, old, new)
     if earlier is not None:
         result.mark_reverted(earlier.seq)

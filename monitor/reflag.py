@@ -77,7 +77,8 @@ def reflag(
         where += f" and target_id in ({', '.join('?' for _ in targets)})"
         params.extend(targets)
     rows = list(store.db.query(
-        f"select id, target_id, old_version_id, new_version_id, old_seq, new_seq, diff, signals from changes where {where} order by id",  # noqa: S608
+        "select c.id, c.target_id, c.old_version_id, c.new_version_id, c.old_seq, c.new_seq, c.diff, c.signals, t.service"
+        f" from changes c left join targets t on t.id = c.target_id where {where} order by c.id",  # noqa: S608
         params,
     ))
     digest = rules_digest()
@@ -86,7 +87,7 @@ def reflag(
         latest = store.latest_evaluation(row["id"])
         before = _flag_keys(json.loads((latest or row)["diff"]))
         old, new = store.version_by_id(row["old_version_id"]), store.version_by_id(row["new_version_id"])
-        result = compare(store.document(old), store.document(new), rules=rules)
+        result = compare(store.document(old), store.document(new), rules=rules, service=row["service"])
         _keep_recorded_signals(result, row["signals"])
         after = _flag_keys(result.to_dict())
         recorded = after != before

@@ -245,3 +245,12 @@ def test_a_reworded_ai_sentence_is_reported_not_flagged() -> None:
     assert change.flags == []
     assert [r["category"] for r in change.reworded] == ["ai-training"]
     assert change.to_dict()["reworded"][0]["after"].startswith("Your posts are used")
+
+
+def test_the_service_naming_itself_is_not_a_third_party() -> None:
+    old = extract_markdown("# Policy\n\nWe collect data.\n")
+    new = extract_markdown("# Policy\n\nWe collect data.\n\nWe may share public posts with Google affiliates and OpenAI to train their AI models.\n")
+    [flag] = [f for f in compare(old, new, service="Google").flags if f.category == "ai-third-party"]
+    assert "OpenAI" in flag.summary and "Google" not in flag.summary
+    [flag] = [f for f in compare(old, new).flags if f.category == "ai-third-party"]  # unknown service: both named
+    assert "Google" in flag.summary

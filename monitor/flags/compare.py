@@ -69,18 +69,23 @@ def _extents(rules: RuleSet) -> dict[str, Mapping[str, Any]]:
 
 
 def compare_documents(
-    rules: RuleSet, old: Document, new: Document, changes: Sequence[tuple[str | None, str | None, str | None]]
+    rules: RuleSet,
+    old: Document,
+    new: Document,
+    changes: Sequence[tuple[str | None, str | None, str | None]],
+    *,
+    service: str | None = None,
 ) -> StatementDiff:
     """Statement diff of two documents, given their changed clauses as (old, new, section)
     (None for a side the change does not have). Flags name the index of their change."""
+    own = service or _own_name(rules, new) or _own_name(rules, old)
     olds: list[Statement] = []
     news: list[Statement] = []
     for index, (old_text, new_text, section) in enumerate(changes):
-        olds.extend(replace(s, clause=index) for s in read_statements(rules, old_text, section))
-        news.extend(replace(s, clause=index) for s in read_statements(rules, new_text, section))
+        olds.extend(replace(s, clause=index) for s in read_statements(rules, old_text, section, own=own))
+        news.extend(replace(s, clause=index) for s in read_statements(rules, new_text, section, own=own))
     if not olds and not news:
         return StatementDiff([], [])
-    own = _own_name(rules, new) or _own_name(rules, old)
     if own:  # the platform naming itself is not a party it shares with
         olds = [replace(s, actors=s.actors - {own}) for s in olds]
         news = [replace(s, actors=s.actors - {own}) for s in news]

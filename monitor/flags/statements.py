@@ -62,15 +62,18 @@ class Statement:
         return self.key.split()
 
 
-def read_statements(rules: RuleSet, markdown: str | None, section: str | None = None) -> list[Statement]:
-    """The statements of one clause, in sentence order."""
+def read_statements(
+    rules: RuleSet, markdown: str | None, section: str | None = None, *, own: str | None = None
+) -> list[Statement]:
+    """The statements of one clause, in sentence order. `own` is the service's name, if known:
+    naming itself, a platform names no third party."""
     if not markdown or not markdown.strip():
         return []
     ctx = Context(markdown, section)
-    return statements_in(rules, ctx)
+    return statements_in(rules, ctx, own=own)
 
 
-def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
+def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> list[Statement]:
     hits = rules.hits(ctx)
     if not hits:
         return []
@@ -112,7 +115,7 @@ def statements_in(rules: RuleSet, ctx: Context) -> list[Statement]:
             category, polarity = "ai-third-party", "does-not"  # others may not train on it
         if category == "ai-training" and "others" in facets["owner"] and "ours" not in facets["owner"]:
             category = "ai-third-party"  # only a third party trains: that is sharing for their AI
-        actors = facets["actor"] | (facets["named"] if category == "ai-third-party" else set())
+        actors = facets["actor"] | (facets["named"] - {own} if category == "ai-third-party" else set())
         if category == "opt-out-scope":
             actors = set()  # who offers the choice does not change what it covers
         out.append(
