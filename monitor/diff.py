@@ -319,7 +319,14 @@ def flag_changes(rules: RuleSet, old: Document, new: Document, changes: Sequence
     from .flags.compare import compare_documents, sort_flags
 
     read = [c for c in changes if not c.cosmetic and c.kind != "moved"]
-    result = compare_documents(rules, old, new, [(c.old, c.new, c.section or None) for c in read], service=service)
+    # What the reader has just read: the heading path, then the paragraph before (its AI words
+    # give "you can opt them out" or "used this way" their meaning).
+    contexts = [
+        (_context(c.section, old, c.old_index), _context(c.section, new, c.new_index)) for c in read
+    ]
+    result = compare_documents(
+        rules, old, new, [(c.old, c.new, c.section or None) for c in read], service=service, contexts=contexts
+    )
     for flag, index in result.flags:
         read[index].flags.append(flag)
     for change in read:
@@ -406,6 +413,16 @@ def _pair_date_lines(
     lone_old = [i for i in removed if i not in used_i and len(old[i].words) <= 25 and is_date_line(old[i].plain)]
     lone_new = [j for j in added if j not in used_j and len(new[j].words) <= 25 and is_date_line(new[j].plain)]
     return [(i, j) for i, j in zip(lone_old, lone_new) if all((i < pi) == (j < pj) for pi, pj in pairs)]
+
+
+def _context(section: str, doc: Document, index: int | None) -> str | None:
+    """The heading path and the clause before `index` (its last 600 characters)."""
+    if index is None or index == 0:
+        return section or None
+    before = doc.clauses[index - 1]
+    if before.kind == "heading":
+        return section or None
+    return "\n".join(filter(None, [section, before.text[-600:]]))
 
 
 def _only_the_date_changed(o: Clause, n: Clause) -> bool:

@@ -75,6 +75,7 @@ def compare_documents(
     changes: Sequence[tuple[str | None, str | None, str | None]],
     *,
     service: str | None = None,
+    contexts: Sequence[tuple[str | None, str | None]] | None = None,
 ) -> StatementDiff:
     """Statement diff of two documents, given their changed clauses as (old, new, section)
     (None for a side the change does not have). Flags name the index of their change."""
@@ -82,8 +83,9 @@ def compare_documents(
     olds: list[Statement] = []
     news: list[Statement] = []
     for index, (old_text, new_text, section) in enumerate(changes):
-        olds.extend(replace(s, clause=index) for s in read_statements(rules, old_text, section, own=own))
-        news.extend(replace(s, clause=index) for s in read_statements(rules, new_text, section, own=own))
+        old_context, new_context = contexts[index] if contexts else (section, section)
+        olds.extend(replace(s, clause=index) for s in read_statements(rules, old_text, old_context, own=own))
+        news.extend(replace(s, clause=index) for s in read_statements(rules, new_text, new_context, own=own))
     if not olds and not news:
         return StatementDiff([], [])
     if own:  # the platform naming itself is not a party it shares with
