@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 from common import CORPUS, ROOT, Figure, best_of, print_table
 

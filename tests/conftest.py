@@ -36,6 +36,42 @@ def corpus_file(*parts: str) -> Path:
 # ----------------------------------------------------------------------------- web server
 
 
+def local_server(serve: Callable[[BaseHTTPRequestHandler, bool], None]) -> ThreadingHTTPServer:
+    """A threaded HTTP server on 127.0.0.1, already serving, that hands every GET and HEAD
+    (head=True) to `serve`. Its backlog takes bursts of concurrent fetches."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            serve(self, False)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            serve(self, True)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # the default backlog of 5 drops concurrent fetches
+        daemon_threads = True
+        allow_reuse_address = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
 @dataclass
 class Route:
     body: bytes | str | Callable[[], bytes | str] = b""
@@ -58,27 +94,8 @@ class Site:
         self._lock = threading.Lock()
         site = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server naming
-                site._serve(self)
-
-            def do_HEAD(self) -> None:  # noqa: N802
-                site._serve(self, head=True)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 128  # the default backlog of 5 drops concurrent fetches
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = local_server(lambda handler, head: site._serve(handler, head=head))
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"

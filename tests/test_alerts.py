@@ -44,7 +44,7 @@ from monitor.schedule import SENDER_POLL_SECONDS
 from monitor.store import FetchRecord, RawPart, Store, to_timestamp, utcnow
 from monitor.targets import Config, load_config
 
-from .conftest import POLICY, Site, in_process, page, run_cli, write_config
+from .conftest import POLICY, Site, in_process, page, run_cli, wait_for, write_config
 
 AI_CLAUSE = "We may use your personal data to develop and train artificial intelligence (AI) models."
 SENDER = "monitor@example.org"
@@ -703,13 +703,6 @@ def test_alerts_list_formats(config: Config) -> None:
 # ----------------------------------------------------------------------------- the daemon
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
 
 
 def start_daemon(config_path: Path) -> subprocess.Popen[str]:

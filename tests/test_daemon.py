@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ import pytest
 from monitor.store import Store, utcnow
 from monitor.targets import load_config
 
-from .conftest import POLICY, ROOT, Site, browser_pids, in_process, page, run_cli, write_config
+from .conftest import POLICY, ROOT, Site, browser_pids, in_process, local_server, page, run_cli, wait_for, write_config
 from .test_alerts import Mailbox, SmtpServer, email_alerts, smtp  # noqa: F401 - smtp is a fixture
 
 pytestmark = pytest.mark.slow
@@ -289,24 +289,7 @@ class HeldSite:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        held = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server naming
-                held._serve(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 128  # the default backlog of 5 drops concurrent fetches
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = local_server(lambda handler, _head: self._serve(handler))
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
@@ -347,13 +330,6 @@ def held_site() -> Iterator[HeldSite]:
     server.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def held_targets(held: HeldSite, count: int, schedule: str = "1h") -> list[dict[str, Any]]:

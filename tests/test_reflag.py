@@ -7,7 +7,6 @@ from pathlib import Path
 
 from monitor.flags import load_rules
 from monitor.importers import ImportContext, import_ota, read_ota
-from monitor.reflag import reflag
 from monitor.store import Store
 from monitor.targets import load_config
 

@@ -61,7 +61,7 @@ def compare_clauses(rules: RuleSet, old: str | None, new: str | None, section: s
     olds = [s for s in olds if s.key not in new_keys]
     news = [s for s in news if s.key not in old_keys]
     result = diff_statements(olds, news, extents=_extents(rules))
-    return _sorted([flag for flag, _ in result.flags])
+    return sort_flags([flag for flag, _ in result.flags])
 
 
 def _extents(rules: RuleSet) -> dict[str, Mapping[str, Any]]:
@@ -96,7 +96,7 @@ def compare_documents(
     kept = [s for s in olds if s.key in new_keys] + [s for s in news if s.key in old_keys]
     olds = [s for s in olds if s.key not in new_keys]
     news = [s for s in news if s.key not in old_keys]
-    sentences = _LazyKeys(changes)
+    sentences = ClauseSentences(changes)
     return diff_statements(
         olds, news, old_standing=lambda sts: _standing(rules, old, sts), new_standing=lambda sts: _standing(rules, new, sts),
         extents=_extents(rules), kept=kept, sentences=sentences,
@@ -111,7 +111,7 @@ def diff_statements(
     new_standing: Callable[[Sequence[Statement]], Sequence[Statement]] | None = None,
     extents: Mapping[str, Mapping[str, Any]] | None = None,
     kept: Sequence[Statement] = (),
-    sentences: Mapping[int, tuple[list[str], list[str]]] | None = None,
+    sentences: ClauseSentences | None = None,
 ) -> StatementDiff:
     """Pair old and new statements and say what happened to each. `extents` (language ->
     {"wider": regex node, "narrower": regex node}) read words inserted into a statement whose
@@ -122,29 +122,18 @@ def diff_statements(
     paired_old = {id(o) for o, _ in pairs}
     paired_new = {id(n) for _, n in pairs}
     for o, n in pairs:
-        found = _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language))
-        if not found:
-            reworded.append(Rewording(n.category, o.sentence, n.sentence, n.clause))
-            continue
-        kinds = tuple(dict.fromkeys(k for k, _ in sorted(found, key=lambda f: CHANGES.index(f[0]))))
-        details = tuple(d for _, d in found if d)
-        flags.append((_flag(n, kinds, details, "both", before=o), n.clause))
+        _judge(o, n, _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language)), flags, reworded)
     gone = [o for o in olds if id(o) not in paired_old]
     came = [n for n in news if id(n) not in paired_new]
     for o, n in _pair_leftovers(gone, came):  # a clause removed and another written in its place
-        found = _what_changed(o, n)
-        if found:
-            kinds = tuple(dict.fromkeys(k for k, _ in sorted(found, key=lambda f: CHANGES.index(f[0]))))
-            flags.append((_flag(n, kinds, tuple(d for _, d in found if d), "both", before=o), n.clause))
-        else:
-            reworded.append(Rewording(n.category, o.sentence, n.sentence, n.clause))
+        _judge(o, n, _what_changed(o, n), flags, reworded)
         gone.remove(o)
         came.remove(n)
     kept_old = [*kept, *(o for o, _ in pairs)]
     kept = [*kept, *(n for _, n in pairs)]
     if sentences is not None:  # a typo fixed or made ("artifical" -> "artificial") is not a new statement
-        gone = [o for o in gone if not any(_typo_variant(o.key, k) for k in sentences.get(o.clause, ((), ()))[1])]
-        came = [n for n in came if not any(_typo_variant(n.key, k) for k in sentences.get(n.clause, ((), ()))[0])]
+        gone = [o for o in gone if not any(_typo_variant(o.key, k) for k in sentences.of(o.clause)[1])]
+        came = [n for n in came if not any(_typo_variant(n.key, k) for k in sentences.of(n.clause)[0])]
     if gone:
         standing = {s.signature for s in new_standing(gone)} if new_standing else set()
         for o in gone:
@@ -191,19 +180,19 @@ def _typo_variant(a: str, b: str) -> bool:
     return 0 < len(diffs) <= 2 and all(SequenceMatcher(None, x, y).ratio() >= 0.75 and len(x) >= 4 for x, y in diffs)
 
 
-class _LazyKeys(dict):  # type: ignore[type-arg]
-    """change index -> (old sentence keys, new sentence keys), split only when asked for (the
+class ClauseSentences:
+    """The sentence keys of each changed clause, old and new, split only when asked for (the
     typo test needs them for the few statements left unpaired)."""
 
     def __init__(self, changes: Sequence[tuple[str | None, str | None, str | None]]):
-        super().__init__()
         self.changes = changes
+        self._keys: dict[int, tuple[list[str], list[str]]] = {}
 
-    def get(self, index: int, default: Any = None) -> Any:  # noqa: D102
-        if index not in self and 0 <= index < len(self.changes):
+    def of(self, index: int) -> tuple[list[str], list[str]]:
+        if index not in self._keys:
             old_text, new_text, _ = self.changes[index]
-            self[index] = (_clause_keys(old_text), _clause_keys(new_text))
-        return super().get(index, default)
+            self._keys[index] = (_clause_keys(old_text), _clause_keys(new_text))
+        return self._keys[index]
 
 
 def _clause_keys(markdown: str | None) -> list[str]:
@@ -211,6 +200,17 @@ def _clause_keys(markdown: str | None) -> list[str]:
         return []
     text = Text(markdown)
     return [sentence_key(text.folded[lo:hi]) for lo, hi in text.sentences]
+
+
+def _judge(
+    o: Statement, n: Statement, found: list[tuple[str, str]], flags: list[tuple[Flag, int]], reworded: list[Rewording]
+) -> None:
+    """A paired statement is a flag when something changed (`found`), a rewording otherwise."""
+    if not found:
+        reworded.append(Rewording(n.category, o.sentence, n.sentence, n.clause))
+        return
+    kinds = tuple(dict.fromkeys(k for k, _ in sorted(found, key=lambda f: CHANGES.index(f[0]))))
+    flags.append((_flag(n, kinds, tuple(d for _, d in found if d), "both", before=o), n.clause))
 
 
 # ------------------------------------------------------------------------------------ pairing
@@ -239,17 +239,7 @@ def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[St
                 continue
             score = sim + 0.3 * same_clause + 0.2 * same_polarity + 0.5 * (o.signature == n.signature)
             scored.append((score, i, j))
-    scored.sort(key=lambda t: (-t[0], t[1], t[2]))
-    used_o: set[int] = set()
-    used_n: set[int] = set()
-    pairs = []
-    for _, i, j in scored:
-        if i in used_o or j in used_n:
-            continue
-        used_o.add(i)
-        used_n.add(j)
-        pairs.append((olds[i], news[j]))
-    return pairs
+    return _best_first(scored, olds, news)
 
 
 def _pair_leftovers(gone: Sequence[Statement], came: Sequence[Statement]) -> list[tuple[Statement, Statement]]:
@@ -263,16 +253,22 @@ def _pair_leftovers(gone: Sequence[Statement], came: Sequence[Statement]) -> lis
                 sim = SequenceMatcher(None, o.words, n.words, autojunk=False).ratio()
                 if o.polarity != n.polarity or sim >= 0.2:
                     scored.append((sim, i, j))
-    scored.sort(key=lambda s: (-s[0], s[1], s[2]))
+    return _best_first(scored, gone, came)
+
+
+def _best_first(
+    scored: list[tuple[float, int, int]], olds: Sequence[Statement], news: Sequence[Statement]
+) -> list[tuple[Statement, Statement]]:
+    """Greedy matching: the best-scored (old index, new index) pairs first, each statement once."""
     used_o: set[int] = set()
     used_n: set[int] = set()
-    out = []
-    for _, i, j in scored:
+    pairs = []
+    for _, i, j in sorted(scored, key=lambda s: (-s[0], s[1], s[2])):
         if i not in used_o and j not in used_n:
             used_o.add(i)
             used_n.add(j)
-            out.append((gone[i], came[j]))
-    return out
+            pairs.append((olds[i], news[j]))
+    return pairs
 
 
 def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
@@ -399,13 +395,9 @@ def _flag(
     )
 
 
-def _sorted(flags: list[Flag]) -> list[Flag]:
-    return sorted(flags, key=lambda f: (-SEVERITIES.index(f.severity), f.category, f.rule))
-
-
 def sort_flags(flags: list[Flag]) -> list[Flag]:
     """Most severe first, then by category and rule (the order reports show)."""
-    return _sorted(flags)
+    return sorted(flags, key=lambda f: (-SEVERITIES.index(f.severity), f.category, f.rule))
 
 
 def _human(names: frozenset[str], default: str) -> str:

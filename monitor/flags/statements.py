@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .matchers import Context, Matcher, Regex
@@ -191,11 +191,7 @@ def _facets(rules: RuleSet, ctx: Context, language: str, lo: int, hi: int) -> di
 def _named(ctx: Context, node: Matcher, lo: int, hi: int) -> set[str]:
     """Named companies and products in the sentence, each under its canonical name."""
     folded = ctx.text.folded
-    return {_canonical(folded[s.start : s.end]) for s in ctx.spans(node) if lo <= s.start < hi}
-
-
-def _canonical(name: str) -> str:
-    return " ".join(name.split())
+    return {" ".join(folded[s.start : s.end].split()) for s in ctx.spans(node) if lo <= s.start < hi}
 
 
 def named_actor_pattern(names: Iterable[str]) -> Regex:
@@ -203,12 +199,3 @@ def named_actor_pattern(names: Iterable[str]) -> Regex:
     monitor/data/ai_actors.yaml (longest first, so "Meta AI" wins over "Meta")."""
     alternatives = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(set(names), key=len, reverse=True))
     return Regex(rf"(?<!\w)(?-i:{alternatives})(?!\w)", "monitor/data/ai_actors.yaml: names: bad name")
-
-
-def facet_names(facets: Mapping[str, Mapping[str, Mapping[str, Matcher]]]) -> dict[str, set[str]]:
-    """Kind -> every facet name any language declares (for the README and the summaries)."""
-    out: dict[str, set[str]] = {}
-    for kinds in facets.values():
-        for kind, names in kinds.items():
-            out.setdefault(kind, set()).update(names)
-    return out
