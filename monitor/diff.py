@@ -416,13 +416,22 @@ def _pair_date_lines(
 
 
 def _context(section: str, doc: Document, index: int | None) -> str | None:
-    """The heading path and the clause before `index` (its last 600 characters)."""
+    """The heading path and the clause before `index` (its last 600 characters); for a list
+    item, also the paragraph that introduces the list ("You agree not to:"), which governs
+    every item."""
     if index is None or index == 0:
         return section or None
     before = doc.clauses[index - 1]
     if before.kind == "heading":
         return section or None
-    return "\n".join(filter(None, [section, before.text[-600:]]))
+    lead = None
+    if doc.clauses[index].kind == "list-item" and before.kind == "list-item":
+        first = index - 1
+        while first > 0 and doc.clauses[first - 1].kind == "list-item" and index - first < 50:
+            first -= 1
+        if first > 0 and doc.clauses[first - 1].kind == "paragraph":
+            lead = doc.clauses[first - 1].text[-300:]
+    return "\n".join(filter(None, [section, lead, before.text[-600:]]))
 
 
 def _only_the_date_changed(o: Clause, n: Clause) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .matchers import Context, Matcher, Regex
 from .model import SEVERITIES
 from .rules import Rule, RuleSet
-from .text import Span, sentence_key, trim_evidence
+from .text import HEADING_ONLY, Span, sentence_key, trim_evidence
 
 FACET_KINDS = ("actor", "data", "model", "limit", "modality", "qualifier", "owner", "choice", "extent")
 """The facet vocabularies a rule file may declare (see monitor/rules/README.md)."""
@@ -109,10 +109,10 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> li
         if polarity == "any":  # one opt-out statement per sentence: its limits are qualifiers
             polarity = "does-not" if any(r.polarity == "does-not" for r, _ in group) else "does"
             facets["qualifier"] |= {r.qualifier for r, _ in group if r.qualifier}
-        if category in ("ai-training", "ai-third-party") and "users" in facets["owner"]:
-            continue  # a rule for users about the service's output, not a use of their data
         if category in ("ai-training", "ai-third-party") and "banned" in facets["owner"]:
-            category, polarity = "ai-third-party", "does-not"  # others may not train on it
+            category, polarity = "ai-third-party", "does-not"  # recipients may not train on it
+        elif category in ("ai-training", "ai-third-party") and "users" in facets["owner"]:
+            continue  # a rule for users or developers, not a use of their data
         if category == "ai-training" and "others" in facets["owner"] and "ours" not in facets["owner"]:
             category = "ai-third-party"  # only a third party trains: that is sharing for their AI
         actors = facets["actor"] | (facets["named"] - {own} if category == "ai-third-party" else set())
@@ -183,7 +183,7 @@ def _facets(rules: RuleSet, ctx: Context, language: str, lo: int, hi: int) -> di
             for name, node in names.items():
                 if name == "named":  # companies and products named: only a recipient's name counts
                     found["named"].update(_named(ctx, node, lo, hi))
-                elif any(lo <= s.start < hi for s in ctx.spans(node)):
+                elif any(s is HEADING_ONLY or lo <= s.start < hi for s in ctx.spans(node)):
                     found[kind].add(name)
     return found
 
