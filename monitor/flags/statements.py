@@ -170,8 +170,9 @@ def _merge_same_sentence(statements: list[Statement]) -> list[Statement]:
 
 def _modality(found: set[str]) -> str:
     """`may` when the sentence hedges ("may", "might", "could"), else `will`: "we use" and "we
-    will use" state the same certainty."""
-    return "may" if "may" in found else "will"
+    will use" state the same certainty. " passive" is added for a sentence in the passive
+    voice: compare weighs a modality only between two sentences in the same voice."""
+    return ("may" if "may" in found else "will") + (" passive" if "passive" in found else "")
 
 
 def _facets(rules: RuleSet, ctx: Context, language: str, lo: int, hi: int) -> dict[str, set[str]]:
