@@ -113,7 +113,9 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> li
             category, polarity = "ai-third-party", "does-not"  # recipients may not train on it
         elif category in ("ai-training", "ai-third-party") and "users" in facets["owner"]:
             continue  # a rule for users or developers, not a use of their data
-        if category == "ai-training" and "others" in facets["owner"] and "ours" not in facets["owner"]:
+        if category == "ai-training" and "ours" not in facets["owner"] and (
+            "others" in facets["owner"] or ("its" in facets["owner"] and facets["named"] - {own})
+        ):
             category = "ai-third-party"  # only a third party trains: that is sharing for their AI
         actors = facets["actor"] | (facets["named"] - {own} if category == "ai-third-party" else set())
         if category == "opt-out-scope":
