@@ -349,6 +349,12 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
     matcher = SequenceMatcher(None, old_words, new_words, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         grew = (j2 - j1) - (i2 - i1)
+        if tag == "replace" and abs(grew) == 2:
+            added, dropped = _compound_item(old_words[i1:i2], new_words[j1:j2]), _compound_item(new_words[j1:j2], old_words[i1:i2])
+            if added or dropped:
+                wider = bool(added) if sign > 0 else not added
+                found.append(("broadened" if wider else "narrowed", f"{'adds' if added else 'drops'}: {added or dropped}"))
+                continue
         if tag == "insert" or (tag == "replace" and grew >= 3):
             run, before, other, inserted = new_words[j1:j2], new_words[j1 - 1 : j1], set(old_words), True
         elif tag == "delete" or (tag == "replace" and grew <= -3):
@@ -357,6 +363,11 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
             continue
         other_stems = {_stem(w) for w in other}
         content = [w for w in run if len(w) >= _MIN_CONTENT and w not in _FUNCTION and _stem(w) not in other_stems]
+        listed = _listed_item(run, content, before, extent)
+        if listed and not _in_menu_path(listed, (n if inserted else o).sentence):
+            wider = inserted if sign > 0 else not inserted
+            found.append(("broadened" if wider else "narrowed", f"{'adds' if inserted else 'drops'}: {listed}"))
+            continue
         if len(content) < 2:
             continue
         lead = " ".join([*before, *run[:2]])
@@ -368,6 +379,45 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
             wider = inserted if sign > 0 else not inserted
             found.append(("broadened" if wider else "narrowed", f"{'adds' if inserted else 'drops'}: {phrase}"))
     return found
+
+
+def _listed_item(run: Sequence[str], content: Sequence[str], before: Sequence[str], extent: Mapping[str, Any]) -> str | None:
+    """One item added to or dropped from a list ("designs, uploads and comments" -> "designs and
+    uploads"): a single content word joined by a coordinator ("and", "oder", "y") that is no verb
+    ("to train and improve" is how, not what) nor a document ("this policy and our Terms"). The
+    word, or None."""
+    if len(content) != 1 or len(run) > 4:
+        return None
+    wider, verb = getattr(extent.get("wider"), "regex", None), getattr(extent.get("verb"), "regex", None)
+    reference = getattr(extent.get("reference"), "regex", None)
+    if wider is None or verb is None or verb.fullmatch(content[0]) or (reference and reference.fullmatch(content[0])):
+        return None
+    if not any(wider.fullmatch(w) for w in [*before, *run] if w != content[0]):
+        return None
+    return content[0]
+
+
+_MENU_PATH = re.compile(r"[^>›\n.;:]{1,40}(?:\s[>›]\s[^>›\n.;:]{1,40})+")
+
+
+def _in_menu_path(word: str, sentence: str) -> bool:
+    """Whether the word is part of a menu path ("Settings > Privacy and safety > Data for AI"):
+    a renamed menu item is a label, not what the statement covers."""
+    return any(word in sentence_key(m.group()).split() for m in _MENU_PATH.finditer(sentence))
+
+
+def _compound_item(o_run: Sequence[str], n_run: Sequence[str]) -> str | None:
+    """A German compound split into a list ("Textunterhaltungen" -> "Text- und
+    Sprachunterhaltungen"): the new head word shares the old word's tail. The added part, or None."""
+    if len(o_run) != 1 or len(n_run) != 3 or n_run[1] not in ("und", "oder", "sowie"):
+        return None
+    old_word, first, last = o_run[0], n_run[0], n_run[2]
+    if not old_word.startswith(first):
+        return None
+    tail = old_word[len(first):]
+    if len(tail) >= 5 and last.endswith(tail) and len(last) > len(tail):
+        return last[: -len(tail)]
+    return None
 
 
 def _search(node: Any, text: str) -> bool:
