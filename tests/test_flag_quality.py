@@ -1,6 +1,6 @@
-"""Flag quality on labelled data: the labelled suite (tests/flag_suite), a held-out set written
-apart from the rules (tests/flag_holdout), and hand labels of every consecutive pair of the real
-corpus (tests/corpus_labels.yaml), each run through the whole pipeline (Markdown -> clauses ->
+"""Flag quality on labelled data: the labelled suite (tests/flag_suite), held-out sets written
+apart from the rules (tests/flag_holdout, flag_holdout2, flag_holdout3), and hand labels of
+every consecutive pair of the real corpus (tests/corpus_labels.yaml), each run through the whole pipeline (Markdown -> clauses ->
 clause diff -> AI statements -> flags).
 
 The floors below are what the rules reach today, kept as a ratchet: a change that lowers them
@@ -29,9 +29,9 @@ from monitor.flags.evaluate import (
 from .conftest import CORPUS
 
 TESTS = Path(__file__).resolve().parent
-SUITE_FLOOR = {"precision": 0.97, "recall": 0.95}
-HOLDOUT_FLOOR = {"precision": 0.82, "recall": 0.77}  # both held-out sets together
-CORPUS_FLOOR = {"precision": 0.95, "recall": 0.95}
+SUITE_FLOOR = {"precision": 0.98, "recall": 0.97}
+HOLDOUT_FLOOR = {"precision": 0.90, "recall": 0.83}  # the three held-out sets together
+CORPUS_FLOOR = {"precision": 0.97, "recall": 0.97}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_suite_precision_and_recall(rules: RuleSet) -> None:
 
 
 def test_holdout_precision_and_recall(rules: RuleSet) -> None:
-    cases = [c for folder in ("flag_holdout", "flag_holdout2") for c in load_suite(TESTS / folder)]
+    cases = [c for folder in ("flag_holdout", "flag_holdout2", "flag_holdout3") for c in load_suite(TESTS / folder)]
     if not cases:
         pytest.skip("no held-out cases")
     score = score_suite(rules, cases)

@@ -458,3 +458,75 @@ def test_corpus_false_positive_budget(rules: RuleSet, parts: tuple[str, ...]) ->
         high.extend((r.id, e) for r, e in fast if r.category == "ai-training" and r.severity == "high")
     expected_high = {"Google": 1}.get(parts[0], 0)  # Google 2023-01: "help train Google's language models"
     assert len(high) == expected_high, high
+
+
+# ----------------------------------------------------------------- readings, through the whole diff
+
+# (id, section, old, new, expect): each run as a labelled case (monitor.flags.evaluate.run_case),
+# so a flag of another scored category, or a missing change, fails.
+READINGS = [
+    ("a ban on users is no statement", "Terms of Use",
+     "You may not download photos except through the download button.",
+     "You may not download photos except through the download button. You may not use any photo on the site to train, test or develop AI models.",
+     {}),
+    ("an item of a 'You agree not to:' list is a ban", "Terms of Use > Prohibited uses",
+     "You agree not to:\n\n- copy Documents outside the Services;\n- circumvent any access controls.",
+     "You agree not to:\n\n- copy Documents outside the Services;\n- use Documents to train or develop artificial-intelligence models;\n- circumvent any access controls.",
+     {}),
+    ("subprocessors forbidden to train: a promise about third parties' AI", "AI",
+     "Notion AI uses models provided by subprocessors.",
+     "Notion AI uses models provided by subprocessors. These subprocessors are contractually prohibited from using Customer Data to train their models.",
+     {"ai-third-party": ["added", "negated"]}),
+    ("a job advert is no statement", "Careers",
+     "Join our team.",
+     "Join our team. As a Machine Learning Engineer you will train and evaluate models on large datasets.",
+     {}),
+    ("active to passive with 'may' only rewords", "How we use data",
+     "We use your prompts, in pseudonymised form, to improve our AI models.",
+     "Your prompts may be used, in pseudonymised form, to improve our AI models.",
+     {}),
+    ("may -> will in the same voice broadens", "How we use data",
+     "We may use your prompts to improve our AI models.",
+     "We will use your prompts to improve our AI models.",
+     {"ai-training": ["broadened"]}),
+    ("a named company's own models are a third party's", "Extensions",
+     "Siri can send certain requests to ChatGPT.",
+     "Siri can send certain requests to ChatGPT. OpenAI will not store your requests or use them to train its models.",
+     {"ai-third-party": ["added", "negated"]}),
+    ("one item dropped from the data list narrows", "My AI",
+     "We may use your designs, uploads and comments to train the AI models behind Magic Studio.",
+     "We may use your designs and uploads to train the AI models behind Magic Studio.",
+     {"ai-training": ["narrowed"]}),
+    ("a menu item renamed is no change of scope", "Settings",
+     "You can turn off AI training in Settings > Privacy > Data for AI.",
+     "You can turn off AI training in Settings > Privacy and safety > Data for AI.",
+     {}),
+    ("a condition in the next sentence belongs to the statement", "Clips",
+     "We may use public stream clips to train our AI models. This only applies to streamers in the EU.",
+     "We may use public stream clips to train our AI models.",
+     {"ai-training": ["qualifier-removed"]}),
+    ("a limit in a new paragraph after a standing choice qualifies it", "Consent",
+     "You can withdraw your consent to the use of your chats to train our AI models at any time.",
+     "You can withdraw your consent to the use of your chats to train our AI models at any time.\n\nWithdrawing consent does not affect models already trained.",
+     {"opt-out-scope": ["qualifier-added"]}),
+    ("a request deadline after an opt-out, read as its condition", "Notice",
+     "You can ask us to exclude your public blog posts from the data used to train HyperCLOVA X.",
+     "You can ask us to exclude your public blog posts from the data used to train HyperCLOVA X. Requests must be submitted by 31 December 2024; after that date, posts already collected will remain in the training data.",
+     {"opt-out-scope": ["qualifier-added"]}),
+    ("es: a ban in the impersonal is no statement", "Aviso legal",
+     "Queda prohibida la reproducción de los contenidos sin autorización.",
+     "Queda prohibida la reproducción de los contenidos sin autorización, así como su uso para entrenar sistemas de inteligencia artificial.",
+     {}),
+    ("de: a compound split into a list broadens", "Copilot",
+     "Wir können Ihre Textunterhaltungen mit Copilot verwenden, um unsere generativen KI-Modelle zu trainieren.",
+     "Wir können Ihre Text- und Sprachunterhaltungen mit Copilot verwenden, um unsere generativen KI-Modelle zu trainieren.",
+     {"ai-training": ["broadened"]}),
+]
+
+
+@pytest.mark.parametrize(("name", "section", "old", "new", "expect"), READINGS, ids=[r[0][:48] for r in READINGS])
+def test_reading_through_the_diff(rules: RuleSet, name: str, section: str, old: str, new: str, expect: dict[str, list[str]]) -> None:
+    from monitor.flags.evaluate import run_case
+
+    outcome = run_case(rules, {"id": name, "section": section, "old": old, "new": new, "expect": expect})
+    assert outcome.problems == [], [(f.category, f.changes, f.details) for f in outcome.flags]

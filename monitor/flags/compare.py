@@ -97,9 +97,21 @@ def compare_documents(
     olds = [s for s in olds if s.key not in new_keys]
     news = [s for s in news if s.key not in old_keys]
     sentences = ClauseSentences(changes)
+    read_before: dict[tuple[int, int], list[Statement]] = {}
+
+    def before(index: int, side: int) -> list[Statement]:
+        """The statements of what the reader read just before a changed clause (its context):
+        a new paragraph "Withdrawing consent does not affect models already trained" conditions
+        the choice of the paragraph before, unchanged or not."""
+        if (index, side) not in read_before:
+            text = contexts[index][side] if contexts else None
+            found = read_statements(rules, text, None, own=own) if text else []
+            read_before[index, side] = [replace(s, clause=index) for s in found]
+        return read_before[index, side]
+
     return diff_statements(
         olds, news, old_standing=lambda sts: _standing(rules, old, sts), new_standing=lambda sts: _standing(rules, new, sts),
-        extents=_extents(rules), kept=kept, sentences=sentences,
+        extents=_extents(rules), kept=kept, sentences=sentences, before=before,
     )
 
 
@@ -112,6 +124,7 @@ def diff_statements(
     extents: Mapping[str, Mapping[str, Any]] | None = None,
     kept: Sequence[Statement] = (),
     sentences: ClauseSentences | None = None,
+    before: Callable[[int, int], Sequence[Statement]] | None = None,
 ) -> StatementDiff:
     """Pair old and new statements and say what happened to each. `extents` (language ->
     {"wider": regex node, "narrower": regex node}) read words inserted into a statement whose
@@ -138,23 +151,27 @@ def diff_statements(
         standing = {s.signature for s in new_standing(gone)} if new_standing else set()
         for o in gone:
             if o.signature not in standing:
-                changes, details = _added(o, kept_old, removed=True)
+                changes, details = _added(o, kept_old, removed=True, before=before(o.clause, 0) if before else ())
                 flags.append((_flag(o, changes, details, "old", before=o, removed=True), o.clause))
     if came:
         standing = {s.signature for s in old_standing(came)} if old_standing else set()
         for n in came:
             if n.signature not in standing:
-                flags.append((_flag(n, *_added(n, kept), "new"), n.clause))
+                flags.append((_flag(n, *_added(n, kept, before=before(n.clause, 1) if before else ()), "new"), n.clause))
     return StatementDiff(flags, reworded)
 
 
-def _added(st: Statement, kept: Sequence[Statement], *, removed: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _added(
+    st: Statement, kept: Sequence[Statement], *, removed: bool = False, before: Sequence[Statement] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """A statement added (or removed) beside one of its category that still stands in the same
-    clause conditions that one: "We train on your chats." + "If you are under 18, we do not." is
-    an exception (qualifier-added, narrowed); an opt-out sentence beside a standing choice adds
-    its conditions ("Opting out does not affect training already done")."""
+    clause, or in the paragraph just before, conditions that one: "We train on your chats." +
+    "If you are under 18, we do not." is an exception (qualifier-added, narrowed); an opt-out
+    sentence beside a standing choice adds its conditions ("Opting out does not affect training
+    already done")."""
     plain = ("removed",) if removed else ("added",)
-    beside = [k for k in kept if k.clause == st.clause and k.category == st.category]
+    beside = [k for k in kept if k.clause == st.clause and k.category == st.category and k.key != st.key]
+    beside = beside or [k for k in before if k.category == st.category and k.key != st.key]
     if not beside:
         return plain, ()
     kind = "qualifier-removed" if removed else "qualifier-added"
@@ -388,11 +405,11 @@ def _listed_item(run: Sequence[str], content: Sequence[str], before: Sequence[st
     word, or None."""
     if len(content) != 1 or len(run) > 4:
         return None
-    wider, verb = getattr(extent.get("wider"), "regex", None), getattr(extent.get("verb"), "regex", None)
+    join, verb = getattr(extent.get("join"), "regex", None), getattr(extent.get("verb"), "regex", None)
     reference = getattr(extent.get("reference"), "regex", None)
-    if wider is None or verb is None or verb.fullmatch(content[0]) or (reference and reference.fullmatch(content[0])):
+    if join is None or verb is None or verb.fullmatch(content[0]) or (reference and reference.fullmatch(content[0])):
         return None
-    if not any(wider.fullmatch(w) for w in [*before, *run] if w != content[0]):
+    if not any(join.fullmatch(w) for w in [*before, *run] if w != content[0]):
         return None
     return content[0]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .matchers import Context, Matcher, Regex
 from .model import SEVERITIES
@@ -87,6 +87,7 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> li
         for index in range(first, last + 1):
             groups.setdefault((index, rule.category, polarity), []).append((rule, span))
     out: list[Statement] = []
+    where: list[int] = []  # the sentence index of each statement of `out`
     choice_sentences = {index for index, category, _ in groups if category == "opt-out-scope"}
     limit_sentences = {  # "data already used to train our models is not removed": the limit's object
         index for index, category, _ in groups
@@ -139,7 +140,46 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> li
                 around=frozenset(f"{kind}:{name}" for kind, names in around.items() for name in names),
             )
         )
-    return _merge_same_sentence(out)
+        where.append(index)
+    return _merge_same_sentence(_continued(rules, ctx, out, where))
+
+
+def _continued(rules: RuleSet, ctx: Context, out: list[Statement], where: list[int]) -> list[Statement]:
+    """Conditions written as the next sentence belong to the statement before: "You can ask us
+    to exclude your posts. Requests must be submitted by 31 December; after that date, posts
+    already collected remain in the training data." A sentence that opens by pointing back
+    (the language's `choice: follow`: "this", "requests", "after that date") and names a
+    qualifier adds it, and its words, to the statements of the sentence before; a use it
+    mentions ("remain in the training data") is the limit's object, not a statement."""
+    text = ctx.text
+    if not out or len(text.sentences) < 2:
+        return out
+    out = list(out)
+    drop: set[int] = set()
+    anchor: list[int] = []  # positions in `out` of the statements the next sentence may continue
+    anchor_lo = 0  # where the anchor's sentence starts
+    for index in range(min(where), len(text.sentences)):
+        own_positions = [pos for pos, i in enumerate(where) if i == index]
+        lo, hi = text.sentences[index]
+        if anchor and index > min(where):
+            language = out[anchor[0]].language
+            follow = rules.facets.get(language, {}).get("choice", {}).get("follow")
+            regex = getattr(follow, "regex", None)
+            lead = text.folded[lo:hi].lstrip(" *_-–—•;:,")
+            choice_before = any(out[p].category == "opt-out-scope" for p in anchor)
+            own_choice = any(out[p].category == "opt-out-scope" for p in own_positions)
+            if regex is not None and regex.match(lead) and (choice_before or not own_choice):
+                qualifiers = set(_facets(rules, ctx, language, lo, hi)["qualifier"])
+                for p in own_positions:
+                    qualifiers |= out[p].qualifiers if out[p].category == "opt-out-scope" else set()
+                if qualifiers:
+                    sentence, key = trim_evidence(text.visible_slice(anchor_lo, hi), 400), sentence_key(text.folded[anchor_lo:hi])
+                    for pos in anchor:
+                        out[pos] = replace(out[pos], qualifiers=out[pos].qualifiers | qualifiers, key=key, sentence=sentence)
+                    drop.update(p for p in own_positions if out[p].category in ("ai-training", "opt-out-scope"))
+                    continue
+        anchor, anchor_lo = own_positions, lo
+    return [st for pos, st in enumerate(out) if pos not in drop]
 
 
 def _governed(ctx: Context, rules: RuleSet, language: str, lo: int, group: list[tuple[Rule, Span]]) -> bool:
