@@ -104,8 +104,10 @@ def compare_documents(
         a new paragraph "Withdrawing consent does not affect models already trained" conditions
         the choice of the paragraph before, unchanged or not."""
         if (index, side) not in read_before:
-            text = contexts[index][side] if contexts else None
-            found = read_statements(rules, text, None, own=own) if text else []
+            text, section = (contexts[index][side] if contexts else None), changes[index][2]
+            if text and section and text.startswith(section):  # the heading path, then the paragraph
+                text = text[len(section):].lstrip("\n")
+            found = read_statements(rules, text, section, own=own) if text else []
             read_before[index, side] = [replace(s, clause=index) for s in found]
         return read_before[index, side]
 
