@@ -6,6 +6,8 @@ same declaration, so a new kind needs no change anywhere else.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -26,11 +28,17 @@ class Context:
 
     def __init__(self, text: str, section: str | None = None, *, prefilter: bool = True):
         self.text = Text(text)
-        self.section = Text(section) if section else None
+        self._section_markdown = section
         self.prefilter = prefilter
         self._memo: dict[Matcher, list[Span]] = {}
         self._possible: dict[Matcher, bool] = {}
         self._needles: dict[Needle, bool] = {}
+
+    @functools.cached_property
+    def section(self) -> Text | None:
+        """The heading path and the paragraph before, prepared only when a `section` test runs
+        (most clauses stop at a gate before any does)."""
+        return Text(self._section_markdown) if self._section_markdown else None
 
     def spans(self, node: Matcher) -> list[Span]:
         found = self._memo.get(node)

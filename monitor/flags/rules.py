@@ -116,6 +116,7 @@ class RuleSet:
         hits = [
             (rule, span)
             for gate, rules in self._by_gate
+            if language is None or any(rule.language == language for rule in rules)  # before the gate: it costs
             if gate is None or ctx.spans(gate)
             for rule in rules
             if language is None or rule.language == language

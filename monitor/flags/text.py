@@ -10,6 +10,7 @@ import bisect
 import functools
 import re
 import unicodedata
+from collections import Counter
 from typing import NamedTuple
 
 EVIDENCE_MAX = 200
@@ -184,6 +185,9 @@ _STOPWORDS = {
     "es": frozenset("el la los las y que usted su sus nuestro nuestros para con por es son del una tu".split()),
 }
 _WORDS = re.compile(r"[^\W\d_]+")
+_LANGUAGES_OF = {  # function word -> the languages it belongs to ("la": fr and es)
+    word: tuple(lang for lang, words in _STOPWORDS.items() if word in words) for words in _STOPWORDS.values() for word in words
+}
 
 
 def detect_language(text: str, languages: tuple[str, ...]) -> str | None:
@@ -192,10 +196,10 @@ def detect_language(text: str, languages: tuple[str, ...]) -> str | None:
     counts = {lang: 0 for lang in languages if lang in _STOPWORDS}
     if not counts:
         return None
-    for word in _WORDS.findall(text.lower()):
-        for lang in counts:
-            if word in _STOPWORDS[lang]:
-                counts[lang] += 1
+    for word, n in Counter(_WORDS.findall(text.lower())).items():
+        for lang in _LANGUAGES_OF.get(word, ()):
+            if lang in counts:
+                counts[lang] += n
     ranked = sorted(counts.values(), reverse=True)
     if ranked[0] == 0 or (len(ranked) > 1 and ranked[0] == ranked[1]):
         return None  # too few function words, or a tie: let every language's rules read it
