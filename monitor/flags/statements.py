@@ -144,13 +144,18 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> li
     return _merge_same_sentence(_continued(rules, ctx, out, where))
 
 
+_LIMITS_OF_A_CHOICE = frozenset({"not-retroactive", "deadline"})
+"""Conditions that continue the opt-out before them even without a word pointing back."""
+
+
 def _continued(rules: RuleSet, ctx: Context, out: list[Statement], where: list[int]) -> list[Statement]:
     """Conditions written as the next sentence belong to the statement before: "You can ask us
     to exclude your posts. Requests must be submitted by 31 December; after that date, posts
     already collected remain in the training data." A sentence that opens by pointing back
     (the language's `choice: follow`: "this", "requests", "after that date") and names a
-    qualifier adds it, and its words, to the statements of the sentence before; a use it
-    mentions ("remain in the training data") is the limit's object, not a statement."""
+    qualifier adds it, and its words, to the statements of the sentence before; after an
+    opt-out, a sentence naming its limits in time (not retroactive, a deadline) does so too. A
+    use it mentions ("remain in the training data") is the limit's object, not a statement."""
     text = ctx.text
     if not out or len(text.sentences) < 2:
         return out
@@ -168,13 +173,18 @@ def _continued(rules: RuleSet, ctx: Context, out: list[Statement], where: list[i
             lead = text.folded[lo:hi].lstrip(" *_-–—•;:,")
             choice_before = any(out[p].category == "opt-out-scope" for p in anchor)
             own_choice = any(out[p].category == "opt-out-scope" for p in own_positions)
-            if regex is not None and regex.match(lead) and (choice_before or not own_choice):
+            follows = regex is not None and regex.match(lead)
+            if (follows and (choice_before or not own_choice)) or (choice_before and not own_choice):
                 qualifiers = set(_facets(rules, ctx, language, lo, hi)["qualifier"])
                 for p in own_positions:
                     qualifiers |= out[p].qualifiers if out[p].category == "opt-out-scope" else set()
+                targets = anchor
+                if not follows:  # "Posts already shared before you turn it on are not recalled"
+                    qualifiers &= _LIMITS_OF_A_CHOICE
+                    targets = [p for p in anchor if out[p].category == "opt-out-scope"]
                 if qualifiers:
                     sentence, key = trim_evidence(text.visible_slice(anchor_lo, hi), 400), sentence_key(text.folded[anchor_lo:hi])
-                    for pos in anchor:
+                    for pos in targets:
                         out[pos] = replace(out[pos], qualifiers=out[pos].qualifiers | qualifiers, key=key, sentence=sentence)
                     drop.update(p for p in own_positions if out[p].category in ("ai-training", "opt-out-scope"))
                     continue
