@@ -30,7 +30,7 @@ from .conftest import CORPUS
 
 TESTS = Path(__file__).resolve().parent
 SUITE_FLOOR = {"precision": 0.98, "recall": 0.97}
-HOLDOUT_FLOOR = {"precision": 0.90, "recall": 0.83}  # the four held-out sets together
+HOLDOUT_FLOOR = {"precision": 0.93, "recall": 0.86}  # the four held-out sets together
 CORPUS_FLOOR = {"precision": 0.97, "recall": 0.97}
 
 
