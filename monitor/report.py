@@ -20,6 +20,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+from .render import markdown as markdown_writer
+from .render import text as text_writer
+from .render.view import DiffView
 
 if TYPE_CHECKING:
     from .store import Store
@@ -241,160 +244,36 @@ def _dates_line(diff: dict[str, Any]) -> str:
     return f"stated date: {old or '?'} → {new or '?'}"
 
 
-# ----------------------------------------------------------------------------- text
+# ----------------------------------------------------------------------------- text and Markdown
 
 
-class _Styles:
-    def __init__(self, color: bool):
-        self.color = color
+def views_of(entries: Sequence[dict[str, Any]]) -> list[DiffView]:
+    """Report entries (change_entry) as the one view every writer reads."""
+    return [DiffView.of(entry, entry) for entry in entries]
 
-    def _wrap(self, code: str, text: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if self.color and text else text
 
-    def insert(self, text: str) -> str:
-        return self._wrap("32", text) if self.color else f"{{+{text}+}}"
+def render_report_text(entries: Sequence[dict[str, Any]], *, color: bool = False) -> str:
+    return text_writer.render(text_writer.report_text(views_of(entries)), color=color)
 
-    def delete(self, text: str) -> str:
-        return self._wrap("31;9", text) if self.color else f"[-{text}-]"
 
-    def bold(self, text: str) -> str:
-        return self._wrap("1", text)
+def render_diff_text(diff: dict[str, Any], *, color: bool = False, title: str | None = None, show_cosmetic: bool = False) -> str:
+    """One diff for the terminal: flagged clauses first, then the other changes."""
+    view = DiffView.of(diff, title=title)
+    return text_writer.render(text_writer.diff_text(view, show_cosmetic=show_cosmetic), color=color)
 
-    def dim(self, text: str) -> str:
-        return self._wrap("2", text)
 
-    def flag(self, text: str) -> str:
-        return self._wrap("1;33", text)
+def render_report_markdown(entries: Sequence[dict[str, Any]]) -> str:
+    return markdown_writer.report_markdown(views_of(entries))
+
+
+def render_diff_markdown(diff: dict[str, Any], *, title: str | None = None, level: int = 2) -> str:
+    return markdown_writer.diff_markdown(DiffView.of(diff, title=title), level=level)
 
 
 def _what(flag: dict[str, Any]) -> str:
     """What happened to the flagged statement ("added", "qualifier-removed"); flags stored
     before statements were compared only say on which side their words were."""
     return str(flag.get("change") or flag["side"])
-
-
-def _clean_terminal(text: str) -> str:
-    """Captured text never carries terminal control sequences to the screen."""
-    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f\x9b]", "", text)
-
-
-def render_change_text(change: dict[str, Any], styles: _Styles, *, max_chars: int | None = None) -> list[str]:
-    lines = []
-    section = f" in “{_clean_terminal(change['section'])}”" if change.get("section") else ""
-    label = change["kind"] + (f" (cosmetic: {change['reason']})" if change["cosmetic"] else "")
-    lines.append(styles.bold(f"  ~ {label}{section}"))
-    for flag in change.get("flags") or []:
-        lines.append(styles.flag(f"    ⚑ {flag['category']} ({flag['severity']}, {_what(flag)}) {flag['rule']}: “{_clean_terminal(flag['evidence'])}”"))
-        if flag.get("summary"):
-            lines.append(styles.flag(f"      {_clean_terminal(flag['summary'])}"))
-    if change["kind"] == "modified" and change.get("spans"):
-        body = "".join(
-            styles.insert(_clean_terminal(span_readable(s["text"], "insert"))) if s["op"] == "insert"
-            else styles.delete(_clean_terminal(span_readable(s["text"], "delete"))) if s["op"] == "delete"
-            else _clean_terminal(span_readable(s["text"], "equal"))
-            for s in change["spans"]
-        )
-    elif change["kind"] == "added":
-        body = styles.insert(_clean_terminal(readable(change["new"] or "")))
-    elif change["kind"] == "removed":
-        body = styles.delete(_clean_terminal(readable(change["old"] or "")))
-    else:
-        body = styles.dim(_clean_terminal(readable(change.get("new") or "")))
-    if max_chars and len(body) > max_chars:
-        body = body[:max_chars] + styles.dim(" …(cut)")
-    lines.append("    " + body)
-    return lines
-
-
-def render_diff_text(diff: dict[str, Any], *, color: bool = False, title: str | None = None, show_cosmetic: bool = False) -> str:
-    """One diff for the terminal: flagged clauses first, then the other changes."""
-    styles = _Styles(color)
-    out = []
-    head = title or f"{diff['old']['source']} → {diff['new']['source']}"
-    out.append(styles.bold(head))
-    out.append(f"  {_dates_line(diff)}; substantive: {'yes' if diff['substantive'] else 'no'}; {_counts_line(diff['changes'])}")
-    for signal in diff.get("signals") or []:
-        out.append(styles.flag(f"  ! {signal['kind']}: {signal['message']}"))
-    shown = [c for c in diff["changes"] if show_cosmetic or not c["cosmetic"]]
-    for change in _flagged_first(shown):
-        out.extend(render_change_text(change, styles))
-    hidden = len(diff["changes"]) - len(shown)
-    if hidden:
-        out.append(styles.dim(f"  ({hidden} cosmetic change{'s' if hidden != 1 else ''} not shown; --cosmetic shows them)"))
-    return "\n".join(out) + "\n"
-
-
-def render_report_text(entries: Sequence[dict[str, Any]], *, color: bool = False) -> str:
-    if not entries:
-        return "No changes to review.\n"
-    blocks = []
-    for entry in entries:
-        head = (
-            f"#{entry['id']}  {_title(entry)}  v{entry['old_version']}→v{entry['new_version']}  "
-            f"detected {entry['detected_at'][:16].replace('T', ' ')}"
-        )
-        if entry.get("provenance") and entry["provenance"] != "live":
-            head += f"  (imported: {entry['provenance']}, observed {entry['observed_at'][:10]})"
-        blocks.append(render_diff_text(entry, color=color, title=head))
-    flagged = sum(1 for e in entries if any(c.get("flags") for c in e["changes"]))
-    blocks.append(f"{len(entries)} change{'s' if len(entries) != 1 else ''}, {flagged} flagged. Full detail: monitor show ID\n")
-    return "\n".join(blocks)
-
-
-# ----------------------------------------------------------------------------- markdown
-
-
-def _md_escape(text: str, op: str | None = None) -> str:
-    shown = span_readable(text, op) if op else readable(text)
-    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", shown)
-
-
-def render_diff_markdown(diff: dict[str, Any], *, title: str | None = None, level: int = 2) -> str:
-    h = "#" * level
-    out = [f"{h} {_md_escape(title or _title(diff))}", ""]
-    out.append(f"- {_dates_line(diff)}")
-    out.append(f"- substantive: {'yes' if diff['substantive'] else 'no'} ({_counts_line(diff['changes'])})")
-    for signal in diff.get("signals") or []:
-        out.append(f"- **{signal['kind']}**: {_md_escape(signal['message'])}")
-    out.append("")
-    for change in _flagged_first(c for c in diff["changes"] if not c["cosmetic"]):
-        section = f" in _{_md_escape(change['section'])}_" if change.get("section") else ""
-        out.append(f"{h}# {change['kind']}{section}")
-        out.append("")
-        for flag in change.get("flags") or []:
-            out.append(f"> **{flag['category']}** ({flag['severity']}, {_what(flag)}, `{flag['rule']}`): “{_md_escape(flag['evidence'])}”")
-            if flag.get("summary"):
-                out.append(f"> {_md_escape(flag['summary'])}")
-            out.append(">")
-        if change["kind"] == "modified":
-            text = "".join(
-                f"**{_md_escape(s['text'], 'insert')}**" if s["op"] == "insert" and s["text"].strip()
-                else f"~~{_md_escape(s['text'], 'delete')}~~" if s["op"] == "delete" and s["text"].strip()
-                else _md_escape(s["text"], "equal")
-                for s in change["spans"]
-            )
-        elif change["kind"] == "added":
-            text = f"**{_md_escape(change['new'] or '')}**"
-        else:
-            text = f"~~{_md_escape(change['old'] or '')}~~"
-        out.append(text)
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"
-
-
-def render_report_markdown(entries: Sequence[dict[str, Any]]) -> str:
-    out = ["# Privacy monitor report", ""]
-    if not entries:
-        return "# Privacy monitor report\n\nNo changes to review.\n"
-    out.append("| # | document | detected | versions | flags |")
-    out.append("|---|---|---|---|---|")
-    for entry in entries:
-        flags = sum(len(c.get("flags") or []) for c in entry["changes"])
-        out.append(f"| {entry['id']} | {_md_escape(_title(entry))} | {entry['detected_at'][:16].replace('T', ' ')} | v{entry['old_version']}→v{entry['new_version']} | {flags} |")
-    out.append("")
-    for entry in entries:
-        out.append(render_diff_markdown(entry, title=f"#{entry['id']} {_title(entry)} (v{entry['old_version']}→v{entry['new_version']})"))
-    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- HTML
