@@ -350,6 +350,7 @@ ALERTS_FIELDS = (
     FieldSpec("digest_schedule", "cron", "When digests go out (mode: digest), in UTC.", parse_schedule, "0 8 * * *"),
     FieldSpec("webhook", "mapping", "POST each change as JSON to a URL.", lambda v: v),
     FieldSpec("subject_prefix", "string", "Start of every subject.", _line_text, "[privacy monitor]"),
+    FieldSpec("report_url", "URL", "Where the HTML report is published; emails link to #change-ID there ({id} is replaced if present).", _url),
 )
 
 TOP_FIELDS = ("defaults", "storage", "alerts", "targets")
@@ -443,6 +444,7 @@ class AlertsConfig:
     digest_schedule: Schedule | None = None
     webhook: WebhookConfig | None = None
     subject_prefix: str = "[privacy monitor]"
+    report_url: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -706,6 +708,7 @@ def _alerts(check: _Checker, raw: Any, base: Path) -> AlertsConfig:
         digest_schedule=a.get("digest_schedule"),
         webhook=webhook,
         subject_prefix=a.get("subject_prefix", "[privacy monitor]"),
+        report_url=None if a.get("report_url", UNSET) in (UNSET, None) else a["report_url"],
     )
 
 

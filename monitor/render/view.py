@@ -21,6 +21,21 @@ def severity_rank(severity: str | None) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else -1
 
 
+SEVERITY_COLOURS = {  # severity -> colours of its mark (text on white, box edge, box fill)
+    "high": {"fg": "#a4161a", "edge": "#c9252c", "fill": "#fdecec"},
+    "medium": {"fg": "#8a4b00", "edge": "#d97706", "fill": "#fff4e0"},
+    "low": {"fg": "#3c4a5a", "edge": "#7a8aa0", "fill": "#eef2f6"},
+    "": {"fg": "#3c4a5a", "edge": "#d0d7de", "fill": "#ffffff"},
+}
+
+
+def one_line(text: str, limit: int) -> str:
+    """Any text as one bounded line: no CR, LF or other control characters survive."""
+    text = re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]+", " ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 CATEGORY_LABELS = {
     "ai-training": "Uses your data to train AI",
     "ai-third-party": "Shares your data for others' AI",
