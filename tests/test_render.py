@@ -14,7 +14,8 @@ from monitor.demo import demo_versions, render_page
 from monitor.diff import compare
 from monitor.extract import extract_html
 from monitor.report import render_report_markdown, render_report_text
-from monitor.render.view import readable_segments
+from monitor.render.markdown import segments_markdown
+from monitor.render.view import ClauseView, readable_segments
 
 
 def _entries() -> list[dict[str, Any]]:
@@ -73,15 +74,16 @@ def test_markdown_report_renders_cleanly_and_marks_only_changed_words(entries: l
     reader = _Reader()
     reader.feed(html)
     text = "".join(reader.text)
-    assert text.count("**") == 0 and text.count("~~") == 0, re.findall(r".{20}(?:\*\*|~~).{20}", text)[:5]
+    # the only literal ** or ~~ a reader sees are those the page itself shows ("Update to our terms**")
+    page_text = "".join(s.text for e in entries for c in e["changes"] if not c["cosmetic"] for s in ClauseView.of(c).segments)
+    page_text += "".join(f["evidence"] + f.get("summary", "") for e in entries for c in e["changes"] for f in c.get("flags") or [])
+    assert text.count("**") <= page_text.count("**") and text.count("~~") <= page_text.count("~~"), re.findall(r".{20}(?:\*\*|~~).{20}", text)[:5]
     assert reader.nested == 0  # no mark inside a mark
     # a mark never starts or ends on a space, and is never empty
     assert not re.search(r"<(strong|s|del|ins)>(\s|</)", html)
     assert not re.search(r"\s</(strong|s|del|ins)>", html)
     # only changed words are marked: clause by clause, the marked words are exactly the
     # words the diff inserted or deleted (links' changed addresses read "old/new link")
-    from monitor.render.markdown import segments_markdown
-    from monitor.render.view import ClauseView
 
     checked = 0
     for entry in entries:
@@ -113,8 +115,6 @@ def test_a_link_readded_with_the_same_words_is_not_a_change() -> None:
         {"op": "insert", "text": "[salary](https://a.example/s)"}, {"op": "equal", "text": " ranges."},
     ])
     assert [(s.op, s.text) for s in segments] == [("equal", "See the "), ("equal", "salary"), ("equal", " ranges.")]
-    from monitor.render.markdown import segments_markdown
-
     assert segments_markdown(segments) == "See the [salary](<https://a.example/s>) ranges."
     spaced = readable_segments([
         {"op": "equal", "text": "with the help of"}, {"op": "insert", "text": " AI, "},
@@ -125,3 +125,77 @@ def test_a_link_readded_with_the_same_words_is_not_a_change() -> None:
     assert "**AI,** automated" in markdown and "~~we make~~" in markdown
     rendered = MarkdownIt("commonmark").enable("strikethrough").render(markdown)
     assert "**" not in rendered and "~~" not in rendered
+
+
+LONG_URL = "https://www.linkedin.com/legal/privacy/eu?" + "&".join(f"parameter{i}=value{i}" for i in range(80))
+HOSTILE = [
+    {"kind": "added", "cosmetic": False, "reason": None, "section": "Hostile", "old": None, "spans": [], "flags": [],
+     "new": "A word: " + "x" * 10_000 + " ends here."},
+    {"kind": "added", "cosmetic": False, "reason": None, "section": "Hostile", "old": None, "spans": [], "flags": [],
+     "new": f"See [this page]({LONG_URL}) or {LONG_URL} directly."},
+    {"kind": "added", "cosmetic": False, "reason": None, "section": "Hostile \u202eevil", "old": None, "spans": [], "flags": [],
+     "new": "Open the attachment \u202efdp.exe for details."},
+]
+
+
+def _rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Report rows (query_changes) for entries, with a hostile change added."""
+    import json
+
+    hostile = {**entries[-1], "id": 999, "target": "a-very-long-target-id-that-goes-on-" + "and-on-" * 6,
+               "changes": [*entries[-1]["changes"], *HOSTILE], "url": LONG_URL}
+    rows = []
+    for entry in [*entries, hostile]:
+        diff = {k: entry[k] for k in ("substantive", "old", "new", "signals", "changes")}
+        flags = [f for c in entry["changes"] for f in c.get("flags") or []]
+        rows.append({
+            "id": entry["id"], "target_id": entry["target"], "old_seq": entry["old_version"], "new_seq": entry["new_version"],
+            "detected_at": entry["detected_at"], "observed_at": entry["observed_at"], "n_flags": len(flags),
+            "categories": ",".join(sorted({f["category"] for f in flags})), "signals": json.dumps(entry["signals"]),
+            "summary": None, "service": entry["service"], "document": entry["document"], "url": entry["url"],
+            "old_effective": entry["old"].get("effective_date"), "new_effective": entry["new"].get("effective_date"),
+            "provenance": "live", "diff": json.dumps(diff), "html": None,
+        })
+    return rows
+
+
+@pytest.mark.browser
+def test_report_and_email_never_scroll_sideways_in_chromium(entries: list[dict[str, Any]], tmp_path: Any) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from monitor.browser import find_browser, launch_args
+    from monitor.render.email import ChangeView, render_change
+    from monitor.render.html import render_report_html
+    from monitor.targets import load_config
+
+    from .conftest import write_config
+
+    report = tmp_path / "report.html"
+    report.write_text(render_report_html(_rows(entries), generated="2024-09-19 10:00"), encoding="utf-8")
+    config = load_config(write_config(tmp_path, [{"id": "linkedin-privacy", "service": "LinkedIn", "document": "privacy-policy", "url": "https://www.linkedin.com/legal/privacy-policy"}],
+                                      alerts={"smtp": {"host": "127.0.0.1", "port": 25, "security": "none"}, "from": "monitor@example.org", "to": ["a@example.org"],
+                                              "report_url": "https://intranet.example/report.html"}))
+    september = next(e for e in entries if e["new"].get("effective_date") == "2024-09-18" and e["old"].get("effective_date") != "2024-09-18")
+    diff = {**{k: september[k] for k in ("substantive", "old", "new", "signals")}, "changes": [*HOSTILE, *september["changes"]]}
+    target = {"id": "linkedin-privacy", "service": "LinkedIn", "document": "privacy-policy", "url": LONG_URL, "title": "LinkedIn · Privacy Policy"}
+    mail = render_change(config, ChangeView(14, target, "2024-09-19T06:10:13.000Z", 14, 15, diff)).html
+    assert "<bdi>Open the attachment \u202efdp.exe for details.</bdi>" in mail
+    info = find_browser()
+    assert info is not None
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=info.executable, args=launch_args())
+        for width in (390, 1280):
+            tab = browser.new_page(viewport={"width": width, "height": 800})
+            tab.goto(report.as_uri())
+            sizes = tab.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert sizes[0] <= sizes[1], f"report at {width}px: {sizes}"
+            assert tab.locator("bdi").count() >= 2  # the overridden text is isolated
+            tab.set_content(mail)
+            sizes = tab.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert sizes[0] <= sizes[1], f"email at {width}px: {sizes}"
+            tab.close()
+        tab = browser.new_page(viewport={"width": 1280, "height": 800})
+        tab.goto(report.as_uri())
+        tab.emulate_media(media="print")
+        assert tab.locator(".controls").is_hidden()  # print CSS: no filters on paper
+        browser.close()

@@ -129,7 +129,7 @@ def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | N
       monitor show 12
       monitor show 12 --format html -o change-12.html
     """
-    from ..report import change_entry, render_diff_html, render_diff_markdown, render_diff_text, _title
+    from ..report import change_entry, entry_title, render_diff_html, render_diff_markdown, render_diff_text
 
     with state.store() as store:
         store.change(change_id)  # a clear error for an unknown id
@@ -139,7 +139,7 @@ def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | N
             [change_id],
         ))
     entry = change_entry(row)
-    title = f"#{change_id} {_title(entry)} v{entry['old_version']}→v{entry['new_version']} detected {entry['detected_at'][:16].replace('T', ' ')}"
+    title = f"#{change_id} {entry_title(entry)} v{entry['old_version']}→v{entry['new_version']} detected {entry['detected_at'][:16].replace('T', ' ')}"
     if fmt == "json":
         text = json.dumps(entry, ensure_ascii=False, indent=2) + "\n"
     elif fmt == "html":

@@ -78,14 +78,6 @@ class Segment:
 _PIECE = re.compile(r"\\[\\\[\]*_#|>`-]|\]\([^)\s]*\)|\[|[^\\\[\]]+|[\\\]]")
 
 
-_EMPHASIS = re.compile(r"\*\*|__|~~|`+|(?<![\w])[*_]+(?=\S)|(?<=\S)[*_]+(?!\w)")
-
-
-def _unmark(text: str) -> str:
-    """Emphasis and code markers of the clause Markdown are not words the reader sees."""
-    return _EMPHASIS.sub("", text) if any(c in text for c in "*_~`") else text
-
-
 def readable_segments(spans: Sequence[dict[str, str]]) -> list[Segment]:
     """Clause Markdown (as word-diff spans) to readable runs: `[text](url)` becomes the link
     text carrying its href; a link whose target changed shows the target in <...>."""
@@ -110,8 +102,6 @@ def readable_segments(spans: Sequence[dict[str, str]]) -> list[Segment]:
             piece = ""  # a link opener: never shown, closed or not
         elif len(piece) == 2 and piece[0] == "\\":
             piece = piece[1]
-        else:
-            piece = _unmark(piece)
         out.append(Segment(op, piece))
     return tidy(out)
 
@@ -239,6 +229,11 @@ class ClauseView:
     @property
     def best_severity(self) -> int:
         return max((severity_rank(f.severity) for f in self.flags), default=-1)
+
+    @property
+    def top_severity(self) -> str:
+        """The most severe flag's severity ('' when unflagged): the colour of its box."""
+        return SEVERITIES[self.best_severity] if self.best_severity >= 0 else ""
 
     @property
     def categories(self) -> list[str]:
