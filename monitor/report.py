@@ -32,6 +32,7 @@ class ReportQuery:
     categories: tuple[str, ...] = ()
     include_cosmetic: bool = False
     limit: int | None = None
+    unreviewed: bool = False  # only changes not yet marked reviewed (the default report)
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> str:
@@ -76,6 +77,8 @@ def query_changes(store: Store, query: ReportQuery, *, diff: bool = True, html: 
     if query.targets:
         where.append(f"c.target_id in ({', '.join('?' for _ in query.targets)})")
         params.extend(query.targets)
+    if query.unreviewed:
+        where.append("c.reviewed_at is null")
     if query.flagged:
         where.append("coalesce(e.n_flags, c.n_flags) > 0")
     if query.categories:
@@ -165,14 +168,18 @@ def report_json(rows: Sequence[dict[str, Any]], *, since: str | None) -> Iterato
     yield "]}\n"
 
 
-def mark_reviewed(store: Store, entries: Sequence[dict[str, Any]]) -> None:
+def mark_reviewed(store: Store, entries: Sequence[dict[str, Any]]) -> int:
+    """Mark exactly these changes reviewed (those a report showed); returns how many were
+    not marked before. Changes the filters left out, or detected since, stay to review."""
     from .store import utcnow
 
     now = utcnow()
+    marked = 0
     with store.write():
         for entry in entries:
-            store.db["changes"].update(entry["id"], {"reviewed_at": now})
+            marked += store.db.execute("update changes set reviewed_at = ? where id = ? and reviewed_at is null", [now, entry["id"]]).rowcount
         store.db["meta"].upsert({"key": "last_review_at", "value": now}, pk="key")
+    return marked
 
 
 # ----------------------------------------------------------------------------- text and Markdown

@@ -466,7 +466,8 @@ class Config:
                 return target
         known = [t.id for t in self.targets]
         hint = difflib.get_close_matches(target_id, known, n=1)
-        extra = f"; did you mean {hint[0]!r}?" if hint else f"; known ids: {', '.join(known[:8])}" if known else ""
+        listed = ", ".join(known) if len(known) <= 50 else ", ".join(known[:50]) + f", … ({len(known)} in all; `monitor status` lists them)"
+        extra = f"; did you mean {hint[0]!r}?" if hint else f"; known ids: {listed}" if known else ""
         raise ConfigError([Problem(str(self.path), None, "targets", f"no target with id {target_id!r}{extra}")])
 
     @property

@@ -735,6 +735,7 @@ def test_alerts_list_formats(config: Config) -> None:
     code, out, _ = in_process("--config", str(config.path), "alerts", "list")
     header, *lines = out.splitlines()
     assert header.split()[:6] == ["ID", "KIND", "CHANNEL", "TARGET", "CHANGE", "STATE"] and len(lines) == 2
+    assert "SENT AT" in header
     code, out, _ = in_process("--config", str(config.path), "alerts", "list", "--state", "sent")
     assert code == 0 and out.strip() == "no alerts in state sent"
 
