@@ -36,14 +36,15 @@ class ReportQuery:
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> str:
-    """'7d', '12h', '2w' (ago) or a date/time ('2024-09-01', '2024-09-01T12:00') to a timestamp."""
+    """'7d', '12h', '2w' (ago) or a date/time ('2024-09-01', '2024-09-01T12:00') to a timestamp.
+    Durations are read by the one duration parser (targets.parse_duration); a unit is required
+    here, so '2024' is never 2024 seconds."""
     from .store import to_timestamp
+    from .targets import parse_duration
 
     now = now or datetime.now(timezone.utc)
-    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
-    if match:
-        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
-        return to_timestamp(now - timedelta(**{unit: int(match.group(1))}))
+    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*(?:s|m|h|d|w)\s*", text):
+        return to_timestamp(now - timedelta(seconds=parse_duration(text)))
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

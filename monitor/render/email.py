@@ -11,7 +11,6 @@ import shlex
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlertError, InputError
@@ -394,8 +393,4 @@ def render_test(config: Config) -> Rendered:
     return Rendered(subject, "\n".join(lines) + "\n", _html(subject=subject, lead=None, changes=[], notes=[], lines=lines))
 
 
-def now_stamp(now: datetime) -> str:
-    return now.strftime("%Y%m%d%H%M%S")
-
-
-__all__ = ["ChangeView", "Rendered", "has_bidi", "render_change", "render_digest", "render_state", "render_test"]
+__all__ = ["ChangeView", "Rendered", "render_change", "render_digest", "render_state", "render_test"]
