@@ -24,7 +24,6 @@ from .view import (
     FlagView,
     Segment,
     cut_segments,
-    has_bidi,
     isolate,
     one_line,
     plural,
