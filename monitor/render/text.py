@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
-from .view import ClauseView, DiffView, Segment, plural
+from .view import ClauseView, DiffView, Segment, isolate, plural
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
 
@@ -23,11 +23,13 @@ STYLES = {
     "flag": "bold yellow",
     "dim": "dim",
 }
+FLAG_STYLES = {"high": "bold red", "medium": "bold yellow", "low": "bold"}  # the severity is also written out
 
 
 def clean(text: str) -> str:
-    """Captured text never carries terminal control sequences to the screen."""
-    return _CONTROL.sub("", text)
+    """Captured text never carries terminal control sequences to the screen, and direction
+    overrides stay inside it (isolated), so they cannot reorder what follows."""
+    return isolate(_CONTROL.sub("", text))
 
 
 def marked(op: str, text: str) -> str:
@@ -72,9 +74,10 @@ def clause_text(clause: ClauseView) -> Text:
     label = clause.kind + (f" (cosmetic: {clause.reason})" if clause.cosmetic else "")
     out.append(f"  ~ {label}{section}\n", STYLES["title"])
     for flag in clause.flags:
-        out.append(f"    ⚑ {flag.category} ({flag.severity}, {flag.what}) {flag.rule}: “{clean(flag.evidence)}”\n", STYLES["flag"])
+        style = FLAG_STYLES.get(flag.severity, STYLES["flag"])
+        out.append(f"    ⚑ {flag.category} ({flag.severity}, {flag.what}) {flag.rule}: “{clean(flag.evidence)}”\n", style)
         if flag.summary:
-            out.append(f"      {clean(flag.summary)}\n", STYLES["flag"])
+            out.append(f"      {clean(flag.summary)}\n", style)
     out.append("    ")
     out.append(clause_body(clause))
     out.append("\n")
