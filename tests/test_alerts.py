@@ -439,6 +439,7 @@ def test_emails_thread_per_document_link_the_report_and_colour_flags_by_severity
     assert 'href="https://acme.example/dpo"' in html and "&lt;https://acme.example/dpo&gt;" not in html  # a link, not raw text
     change_ids = [r.change_id for r in sorted(rows(load_config(config_path)), key=lambda r: r.id)]
     assert f'href="https://intranet.example/monitor/report.html#change-{change_ids[0]}"' in html
+    assert f"Change #{change_ids[0]} (v1→v2), detected" in plain_and_html(first)[0]  # the one numbering: id and version pair
     text, html2 = plain_and_html(second)
     assert f"See the change: https://intranet.example/monitor/report.html#change-{change_ids[1]}" in text
     assert "Uses your data" not in html2  # nothing flagged in the second change

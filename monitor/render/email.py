@@ -179,7 +179,7 @@ class Fact:
 def facts(summary: ChangeSummary) -> list[Fact]:
     """Version numbers, the stated effective date, and any document-level signal."""
     view = summary.view
-    out = [Fact(f"Change #{view.id}, version {view.old_version} -> {view.new_version}, detected {_when(view.detected_at)}.")]
+    out = [Fact(f"Change #{view.id} ({view.versions}), detected {_when(view.detected_at)}.")]
     if view.new_date and view.old_date and view.new_date != view.old_date:
         out.append(Fact(one_line(f"Stated effective date: {view.new_date} (was {view.old_date}).", 120)))
     elif view.new_date:
