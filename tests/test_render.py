@@ -116,6 +116,13 @@ def test_a_link_readded_with_the_same_words_is_not_a_change() -> None:
     ])
     assert [(s.op, s.text) for s in segments] == [("equal", "See the "), ("equal", "salary"), ("equal", " ranges.")]
     assert segments_markdown(segments) == "See the [salary](<https://a.example/s>) ranges."
+    moved = readable_segments([
+        {"op": "equal", "text": "See the "}, {"op": "delete", "text": "[salary](https://a.example/old)"},
+        {"op": "insert", "text": "[salary](https://a.example/new)"}, {"op": "equal", "text": " ranges."},
+    ])
+    assert [(s.op, s.text) for s in moved if not s.target] == [("equal", "See the "), ("equal", "salary"), ("equal", " ranges.")]
+    assert [(s.op, s.href) for s in moved if s.target] == [("delete", "https://a.example/old"), ("insert", "https://a.example/new")]
+    assert segments_markdown(moved) == "See the [salary](<https://a.example/new>) ~~[old link](<https://a.example/old>)~~ **[new link](<https://a.example/new>)** ranges."
     spaced = readable_segments([
         {"op": "equal", "text": "with the help of"}, {"op": "insert", "text": " AI, "},
         {"op": "equal", "text": "automated systems"}, {"op": "insert", "text": ","}, {"op": "equal", "text": " and inferences"},

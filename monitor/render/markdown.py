@@ -48,9 +48,9 @@ def _inline(seg: Segment) -> str:
     return _link(seg.text.replace("\n", " "), seg.href) if seg.href else escape(seg.text.replace("\n", " "))
 
 
-def segments_markdown(segments: Sequence[Segment], *, whole: bool = False) -> str:
+def segments_markdown(segments: Sequence[Segment]) -> str:
     """Segments as Markdown: each run of inserted or deleted words is one mark, with the
-    whitespace at its ends outside it; an added or removed clause is marked as a whole."""
+    whitespace at its ends outside it (an added or removed clause is one run: one mark)."""
     runs: list[tuple[str, list[Segment]]] = []
     for seg in segments:
         if runs and runs[-1][0] == seg.op:
@@ -104,7 +104,7 @@ def clause_markdown(clause: ClauseView, level: int) -> list[str]:
         out.append(">")
     if clause.flags:
         out.append("")
-    out.append(segments_markdown(clause.segments, whole=clause.whole))
+    out.append(segments_markdown(clause.segments))
     out.append("")
     return out
 

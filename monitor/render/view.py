@@ -122,9 +122,11 @@ def tidy(segments: Iterable[Segment]) -> list[Segment]:
     while i < len(merged):
         seg = merged[i]
         nxt = merged[i + 1] if i + 1 < len(merged) else None
-        if nxt is not None and {seg.op, nxt.op} == {"insert", "delete"} and seg.text == nxt.text:
-            new = nxt if nxt.op == "insert" else seg
+        if nxt is not None and {seg.op, nxt.op} == {"insert", "delete"} and seg.text == nxt.text and not (seg.target or nxt.target):
+            old, new = (seg, nxt) if seg.op == "delete" else (nxt, seg)
             out.append(Segment("equal", seg.text, new.href))
+            if old.href != new.href:  # same words, another address: the address change shows
+                out += [Segment(op, f" <{href}>", href, target=True) for op, href in (("delete", old.href), ("insert", new.href)) if href]
             i += 2
             continue
         out.append(seg)
