@@ -185,11 +185,23 @@ def run_demo(directory: Path | None = None, *, say: Callable[[str], None] = prin
         web.close()
 
 
+def recorded_at(version: DemoVersion) -> str:
+    """The OTA recording time of a version as a store timestamp ('2024-09-19T06:10:13.000Z')."""
+    day, clock = version.name.split("T")
+    return f"{day}T{clock.rstrip('Z').replace('-', ':')}.000Z"
+
+
 async def _replay(directory: Path, config_path: Path, web: LocalServer, mail: MailCatcher, versions: list[DemoVersion], say: Callable[[str], None]) -> DemoResult:
+    """Each version is served, fetched by Chromium and extracted as a check would, then
+    recorded at its real recording time (as `import ota` records it), so history, report
+    and emails carry the 2024 dates, not the time of the replay."""
+    from dataclasses import replace
+
     from .alerts import deliver_pending
-    from .check import CheckContext, check_target
-    from .fetch import Fetcher
+    from .diff import summary_line
+    from .fetch import Fetcher, capture_target
     from .flags import load_rules
+    from .importers import ImportContext, store_capture
     from .report import ReportQuery, change_entry, query_changes, render_report_html
     from .store import Store
     from .targets import load_config
@@ -200,31 +212,48 @@ async def _replay(directory: Path, config_path: Path, web: LocalServer, mail: Ma
     store.sync_targets(config.targets)
     lines: list[str] = []
     started = time.monotonic()
+    rules = load_rules(strict=False)
     say(f"demo: replaying {len(versions)} versions of LinkedIn's privacy policy (Open Terms Archive data) in {directory}")
     try:
         async with Fetcher(config.defaults) as fetcher:
-            ctx = CheckContext(config, store, fetcher, rules=load_rules(strict=False))
-            for index, version in enumerate(versions, start=1):
+            for version in versions:
                 web.pages[PAGE_PATH] = render_page(version.markdown)
-                result = await check_target(ctx, target)
-                report = await asyncio.to_thread(_deliver_with_own_store, deliver_pending, config)
-                recorded = version.name[:10]
-                text = result.line().split(": ", 1)[1] if ": " in result.line() else result.line()
-                mailed = f" → {report} email{'s' if report != 1 else ''}" if report else ""
-                line = f"[{index:2d}/{len(versions)}] recorded by OTA {recorded}: {text}{mailed}"
+                when = recorded_at(version)
+                capture = await capture_target(fetcher, target)
+                if not capture.ok or capture.document is None:
+                    line = f"{version.name[:10]}  fetch failed: {capture.error}"
+                else:
+                    record = replace(capture.record, started_at=when, finished_at=when)
+                    ctx = ImportContext(config, store, target, rules=rules, alert=True, detected_at=when)
+                    stored, result = store_capture(ctx, capture.raws, capture.document, observed_at=when, provenance="live", ref=None, fetch=record)
+                    sent = await asyncio.to_thread(_deliver_with_own_store, deliver_pending, config)
+                    mailed = f" → {sent} email{'s' if sent != 1 else ''}" if sent else ""
+                    line = f"{version.name[:10]}  {_step_text(store, stored, result, summary_line)}{mailed}"
                 lines.append(line)
                 say(line)
         rows = query_changes(store, ReportQuery())
         entries = [change_entry(row) for row in rows]
         report_path = directory / "report.html"
         report_path.write_text(render_report_html(rows, store), encoding="utf-8")
-        key = next((e for e in entries if e["new"].get("effective_date") == KEY_CHANGE_DATE), None)
+        key = next((e for e in entries if e["new"].get("effective_date") == KEY_CHANGE_DATE != e["old"].get("effective_date")), None)
         changes = len(entries)
     finally:
         store.close()
     result = DemoResult(directory, report_path, mail.directory, mail.count, len(versions), changes, key, lines)
     say(f"demo: done in {time.monotonic() - started:.0f}s")
     return result
+
+
+def _step_text(store: Any, stored: Any, result: Any, summary_line: Callable[[Any], str]) -> str:
+    """'change #14 (v14→v15): 5 added, …': one numbering, the change id with its versions."""
+    if stored is None:
+        return "unchanged"
+    if result is None:
+        return f"first version v{stored.seq}"
+    row = store.db.execute("select id, old_seq from changes where new_version_id = ? and superseded_by is null order by id desc limit 1", [stored.id]).fetchone()
+    if row is None:
+        return f"v{stored.seq}: {summary_line(result)}"
+    return f"change #{row[0]} (v{row[1]}→v{stored.seq}): {summary_line(result)}"
 
 
 def _deliver_with_own_store(deliver: Callable[..., Any], config: Any) -> int:
@@ -239,7 +268,10 @@ def key_change_lines(result: DemoResult) -> list[str]:
     entry = result.key_change
     if entry is None:
         return ["The 18 September 2024 version was not among the replayed versions."]
-    lines = [f"The change to the policy effective {KEY_CHANGE_DATE} (change #{entry['id']}, `monitor show {entry['id']}`):"]
+    lines = [
+        f"The change to the policy effective {KEY_CHANGE_DATE}: change #{entry['id']} (v{entry['old_version']}→v{entry['new_version']}), "
+        f"detected {entry['detected_at'][:10]}; `monitor show {entry['id']}`:"
+    ]
     for change in entry["changes"]:
         for flag in change.get("flags") or []:
             if flag["category"] in ("ai-training", "ai-third-party", "opt-out-scope"):

@@ -143,6 +143,7 @@ class ImportContext:
     rules: RuleSet | None = None
     alert: bool = False
     progress: Progress | None = None
+    detected_at: str | None = None  # when changes count as detected (default: now); the demo replays real times
     _documents: dict[int, Document] = field(default_factory=dict, init=False, repr=False)
 
     def document(self, version: Version) -> Document:
@@ -204,7 +205,7 @@ def _record(ctx: ImportContext, history: list[Version], old: Version, new: Versi
     earlier = reverted_to(history, old, new)
     if earlier is not None:
         result.mark_reverted(earlier.seq)
-    record_change(ctx.config, ctx.store, ctx.target, old, new, result, alert=ctx.alert)
+    record_change(ctx.config, ctx.store, ctx.target, old, new, result, alert=ctx.alert, detected_at=ctx.detected_at)
     return result
 
 

@@ -350,6 +350,7 @@ ALERTS_FIELDS = (
     FieldSpec("digest_schedule", "cron", "When digests go out (mode: digest), in UTC.", parse_schedule, "0 8 * * *"),
     FieldSpec("webhook", "mapping", "POST each change as JSON to a URL.", lambda v: v),
     FieldSpec("subject_prefix", "string", "Start of every subject.", _line_text, "[privacy monitor]"),
+    FieldSpec("report_url", "URL", "Where the HTML report is published; emails link to #change-ID there ({id} is replaced if present).", _url),
 )
 
 TOP_FIELDS = ("defaults", "storage", "alerts", "targets")
@@ -443,6 +444,7 @@ class AlertsConfig:
     digest_schedule: Schedule | None = None
     webhook: WebhookConfig | None = None
     subject_prefix: str = "[privacy monitor]"
+    report_url: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -464,7 +466,8 @@ class Config:
                 return target
         known = [t.id for t in self.targets]
         hint = difflib.get_close_matches(target_id, known, n=1)
-        extra = f"; did you mean {hint[0]!r}?" if hint else f"; known ids: {', '.join(known[:8])}" if known else ""
+        listed = ", ".join(known) if len(known) <= 50 else ", ".join(known[:50]) + f", … ({len(known)} in all; `monitor status` lists them)"
+        extra = f"; did you mean {hint[0]!r}?" if hint else f"; known ids: {listed}" if known else ""
         raise ConfigError([Problem(str(self.path), None, "targets", f"no target with id {target_id!r}{extra}")])
 
     @property
@@ -706,6 +709,7 @@ def _alerts(check: _Checker, raw: Any, base: Path) -> AlertsConfig:
         digest_schedule=a.get("digest_schedule"),
         webhook=webhook,
         subject_prefix=a.get("subject_prefix", "[privacy monitor]"),
+        report_url=None if a.get("report_url", UNSET) in (UNSET, None) else a["report_url"],
     )
 
 

@@ -26,19 +26,17 @@ import pytest
 
 from monitor.alerts import (
     AlertRow,
-    ChangeView,
     backoff_delay,
     build_email,
     deliver_pending,
     list_alerts,
     plan_change_alerts,
     plan_state_alerts,
-    readable_segments,
-    render_change,
-    render_digest,
 )
 from monitor.diff import compare
 from monitor.extract import extract_html
+from monitor.render.email import ChangeView, render_change, render_digest
+from monitor.render.view import readable_segments
 from monitor.flags import Flag
 from monitor.schedule import SENDER_POLL_SECONDS
 from monitor.store import FetchRecord, RawPart, Store, to_timestamp, utcnow
@@ -320,7 +318,7 @@ def test_change_email_puts_flagged_clauses_first_with_evidence(config: Config) -
     text = rendered.text
     assert text.index("FLAGGED CHANGES (1)") < text.index("Added clause · Privacy > Use of data") < text.index("OTHER CHANGES (1)")
     assert 'Evidence: "develop and train artificial intelligence"' in text
-    assert "We share data with partners{+ and affiliates+}." in text
+    assert "We share data with partners {+and affiliates+}." in text  # spaces outside the marks
     assert "Stated effective date: 2024-09-18 (unchanged)." in text
     assert "! Silent update: substantive change but the stated date is still 2024-09-18" in text
     assert f"Full diff: monitor --config {config.path} show 7" in text
@@ -408,13 +406,55 @@ def test_a_change_yields_exactly_one_email(workdir: Path, site: Site, smtp: Call
     assert server.mailbox.envelopes[0].rcpt_tos == [ALICE]
     [row] = rows(load_config(config_path))
     assert row.state == "sent" and message["Message-ID"] == row.message_id
-    assert row.message_id.startswith(f"<alert-{row.id}.") and row.message_id.endswith("@privacy-monitor>")
+    assert row.message_id.startswith(f"<alert-{row.id}.") and row.message_id.endswith("@example.org>")  # the From domain
     text, html = plain_and_html(message)
     assert "FLAGGED CHANGES (1)" in text and "develop and train artificial intelligence" in text
     assert site.url("/privacy") in text and "show " in text
     assert "develop and train" in html
     assert check(config_path)[0] == 0  # unchanged
     assert len(server.messages) == 1
+
+
+def test_emails_thread_per_document_link_the_report_and_colour_flags_by_severity(workdir: Path, site: Site, smtp: Callable[..., SmtpServer]) -> None:
+    """Parsed from the real SMTP conversation, as a mail client would read it."""
+    server = smtp().start()
+    alerts = email_alerts(server.port, report_url="https://intranet.example/monitor/report.html")
+    config_path = setup_site(workdir, site, alerts)
+    check(config_path)
+    site.set("/privacy", page(*POLICY, AI_CLAUSE, "Write to our <a href='https://acme.example/dpo'>Data Protection Officer</a> with questions."))
+    assert check(config_path)[0] == 0
+    site.set("/privacy", page(*POLICY, AI_CLAUSE, "Write to our <a href='https://acme.example/dpo'>Data Protection Officer</a> or the <a href='https://acme.example/dpa'>authority</a>."))
+    assert check(config_path)[0] == 0
+    first, second = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default) for m in server.messages]
+    for message in (first, second):
+        domain = message["Message-ID"].strip("<>").rpartition("@")[2]
+        assert "." in domain and domain == SENDER.rpartition("@")[2]
+    # both alerts refer to the same per-document id, so clients thread them
+    assert first["References"] and first["References"] == second["References"] == first["In-Reply-To"] == second["In-Reply-To"]
+    assert first["References"] not in (first["Message-ID"], second["Message-ID"])
+    _, html = plain_and_html(first)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert "Uses your data to train AI (high)" in html  # plain words, not the category id
+    assert "#c9252c" in html  # a high flag's box is red
+    assert 'href="https://acme.example/dpo"' in html and "&lt;https://acme.example/dpo&gt;" not in html  # a link, not raw text
+    change_ids = [r.change_id for r in sorted(rows(load_config(config_path)), key=lambda r: r.id)]
+    assert f'href="https://intranet.example/monitor/report.html#change-{change_ids[0]}"' in html
+    assert f"Change #{change_ids[0]} (v1→v2), detected" in plain_and_html(first)[0]  # the one numbering: id and version pair
+    text, html2 = plain_and_html(second)
+    assert f"See the change: https://intranet.example/monitor/report.html#change-{change_ids[1]}" in text
+    assert "Uses your data" not in html2  # nothing flagged in the second change
+
+
+def test_flag_boxes_follow_severity_and_direction_overrides_are_isolated(config: Config) -> None:
+    medium = {**AI_FLAG, "severity": "medium", "category": "ai-third-party", "rule": "r"}
+    low = {**AI_FLAG, "severity": "low", "category": "opt-out-scope", "rule": "r2"}
+    diff = diff_of(added("We may share public posts with partners for their AI.", medium), added("You cannot opt out of some uses.", low),
+                   added("Download the file \u202egpj.exe now."))
+    rendered = render_change(config, view(diff))
+    assert "Shares your data for others&#39; AI (medium)" in rendered.html and "Limits on opting out (low)" in rendered.html
+    assert "#d97706" in rendered.html and "#7a8aa0" in rendered.html and "#c9252c" not in rendered.html
+    assert "<bdi>Download the file \u202egpj.exe now.</bdi>" in rendered.html
+    assert "\u2068Download the file \u202egpj.exe now.\u2069" in rendered.text
 
 
 def test_server_down_the_alert_waits_then_arrives_once(workdir: Path, site: Site, smtp: Callable[..., SmtpServer]) -> None:
@@ -696,6 +736,7 @@ def test_alerts_list_formats(config: Config) -> None:
     code, out, _ = in_process("--config", str(config.path), "alerts", "list")
     header, *lines = out.splitlines()
     assert header.split()[:6] == ["ID", "KIND", "CHANNEL", "TARGET", "CHANGE", "STATE"] and len(lines) == 2
+    assert "SENT AT" in header
     code, out, _ = in_process("--config", str(config.path), "alerts", "list", "--state", "sent")
     assert code == 0 and out.strip() == "no alerts in state sent"
 

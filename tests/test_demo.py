@@ -17,7 +17,9 @@ def test_demo_replays_history_flags_september_2024_and_mails_it(tmp_path: Path) 
     directory = tmp_path / "demo"
     result = run_cli("demo", "--dir", str(directory), "--versions", "17")
     assert result.code == 0, result.err
-    assert "[17/17] recorded by OTA 2024-09-19: new version linkedin-privacy@" in result.out
+    # each version at its real recording time, each change by its id and version pair
+    assert "2024-09-19  change #14 (v14→v15): 5 added, 3 removed, 35 modified; 2 flags" in result.out
+    assert "change #14 (v14→v15), detected 2024-09-19" in result.out
     assert "⚑ ai-training (high, added): “develop and train artificial intelligence (AI) models”" in result.out
     assert "Now says it may share public content with Microsoft and affiliates for their AI" in result.out
     assert "right to object" not in result.out  # the objection sentence did not change (issue 11)
@@ -32,5 +34,9 @@ def test_demo_replays_history_flags_september_2024_and_mails_it(tmp_path: Path) 
     flagged = run_cli("--config", str(directory / "targets.yaml"), "report", "--all", "--flagged", "--category", "ai-training")
     assert flagged.code == 0 and "2024-07-31 → 2024-09-18" in flagged.out
     assert run_cli("--config", str(directory / "targets.yaml"), "verify").code == 0
+    history = run_cli("--config", str(directory / "targets.yaml"), "history", "linkedin-privacy")
+    assert "2024-09-19" in history.out and "2021-10-07" in history.out
+    shown = run_cli("--config", str(directory / "targets.yaml"), "show", "14")
+    assert "detected 2024-09-19" in shown.out
     again = run_cli("demo", "--dir", str(directory))
     assert again.code == 2 and "already holds a demo" in again.err

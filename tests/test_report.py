@@ -155,3 +155,38 @@ def test_html_report_in_a_real_browser(history: Path, tmp_path: Path) -> None:
     assert shot.stat().st_size > 10_000
     assert errors == []
     assert requests == [out.as_uri()]  # no network request beyond the file itself
+
+
+def test_mark_reviewed_marks_only_what_the_filters_selected(history: Path) -> None:
+    marked = run_cli("--config", str(history), "report", "--target", "acme-terms", "--mark-reviewed")
+    assert marked.code == 0 and "marked 1 change reviewed" in marked.err
+    left = json.loads(run_cli("--config", str(history), "report", "--format", "json").out)["changes"]
+    assert [c["target"] for c in left] == ["acme-privacy", "acme-privacy"]  # the filtered-out ones stay to review
+    again = run_cli("--config", str(history), "report", "--format", "json", "--mark-reviewed")
+    assert "marked 2 changes reviewed" in again.err and json.loads(again.out)["changes"]  # stdout stays the JSON
+    assert "No changes to review." in run_cli("--config", str(history), "report").out
+
+
+def test_small_cli_faults(history: Path) -> None:
+    unknown = run_cli("--config", str(history), "report", "--category", "ai")
+    assert unknown.code == 2 and "ai-training, ai-third-party, opt-out-scope" in unknown.err
+    missing = run_cli("--config", str(history), "report", "--target", "zzzz")
+    assert missing.code == 2 and "known ids: acme-privacy, acme-terms" in missing.err
+    status = run_cli("--config", str(history), "status")
+    assert status.code == 0 and all(len(line) <= 80 for line in status.out.splitlines()), status.out
+    assert "acme-privacy " in status.out and "acme-terms " in status.out  # whole ids
+    wide = run_cli("--config", str(history), "status", "--wide")
+    assert "last change" in wide.out
+
+
+def test_status_fits_80_columns_with_long_ids_and_failures(tmp_path: Path, site: Site) -> None:
+    long_id = "linkedin-generative-ai-help-page-europe"
+    config = write_config(tmp_path, [
+        {"id": long_id, "service": "LinkedIn", "document": "faq", "url": site.url("/missing")},
+        {"id": "acme-privacy", "service": "Acme", "document": "privacy-policy", "url": site.url("/missing-too")},
+    ])
+    run_cli("--config", str(config), "check")
+    status = run_cli("--config", str(config), "status")
+    assert status.code == 0
+    assert all(len(line) <= 80 for line in status.out.splitlines()), status.out
+    assert long_id in status.out and "…" not in status.out.split(long_id)[0]

@@ -111,10 +111,11 @@ def list_cmd(state: State, states: tuple[str, ...], limit: int, fmt: str) -> int
 
 
 def _table(rows: list[AlertRow]) -> str:
-    header = ("ID", "KIND", "CHANNEL", "TARGET", "CHANGE", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR")
+    header = ("ID", "KIND", "CHANNEL", "TARGET", "CHANGE", "STATE", "ATTEMPTS", "SENT AT", "NEXT ATTEMPT", "LAST ERROR")
     body = [
         (
             str(r.id), r.kind, r.channel, r.target_id or "-", str(r.change_id or "-"), r.state, str(r.attempts),
+            (r.sent_at or "-")[:19].replace("T", " "),
             (r.next_attempt_at or "-")[:19].replace("T", " ") if r.state in ("pending", "sending") else "-",
             _short(r.last_error or "-", 70),
         )

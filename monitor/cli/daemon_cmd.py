@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import click
 
@@ -40,14 +41,16 @@ def run(state: State, log_format: str, no_alerts: bool) -> int:
 @cli.command()
 @config_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--wide", is_flag=True, help="Every column, whole error messages (wider than 80 columns).")
 @pass_state
-def status(state: State, fmt: str) -> int:
+def status(state: State, fmt: str, wide: bool) -> int:
     """Show each target's last check, last change, next run and failures, and whether
-    the daemon is alive.
+    the daemon is alive. Fits 80 columns (ids are never cut); --wide and JSON have the rest.
 
     \b
     Examples:
       monitor status
+      monitor status --wide
       monitor status --format json | jq '.targets[] | select(.state == "failing")'
     """
     from dataclasses import asdict
@@ -72,18 +75,50 @@ def status(state: State, fmt: str) -> int:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("target", "state", "last check", "result", "last change", "next due", "fails", "versions"):
-        table.add_column(column)
-    for r in rows:
-        result = r.last_outcome or "-"
-        if r.last_error:
-            result = r.last_error[:60]
-        table.add_row(
-            r.id, r.state, _short(r.last_check), result, _short(r.last_change), _short(r.next_due),
-            str(r.consecutive_failures), str(r.versions),
-        )
+    if wide:
+        for column in ("target", "state", "last check", "result", "last change", "next due", "fails", "versions"):
+            table.add_column(column, no_wrap=column == "target")
+        for r in rows:
+            table.add_row(
+                r.id, r.state, _short(r.last_check), r.last_error or r.last_outcome or "-", _short(r.last_change), _short(r.next_due),
+                str(r.consecutive_failures), str(r.versions),
+            )
+    else:
+        now = datetime.now(timezone.utc)
+        for column in ("target", "state", "checked", "result", "next", "v"):
+            table.add_column(column, no_wrap=True)
+        for r in rows:
+            table.add_row(r.id, r.state, _brief(r.last_check, now), _result(r.last_outcome, r.last_error, r.consecutive_failures), _brief(r.next_due, now), str(r.versions))
     table_console().print(table)
+    if not wide and any(r.last_error for r in rows):
+        click.echo("(--wide shows whole error messages)")
     return 0
+
+
+def _brief(timestamp: str | None, now: datetime) -> str:
+    """'12m ago' or 'in 3h': how long ago or until, in a few characters (times in --wide, JSON)."""
+    if not timestamp:
+        return "-"
+    try:
+        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return timestamp
+    seconds = (when - now).total_seconds()
+    amount = abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if amount >= size or unit == "s":
+            text = f"{int(amount // size)}{unit}"
+            break
+    return "now" if amount < 1 else (f"in {text}" if seconds > 0 else f"{text} ago")
+
+
+def _result(outcome: str | None, error: str | None, failures: int) -> str:
+    """The outcome, or the failure's kind ('http-404 ×3'), never a message cut mid-word."""
+    if not error:
+        return outcome or "-"
+    kind = error.split(":", 1)[0].split()[0] if error.strip() else "failed"
+    kind = kind if len(kind) <= 18 else kind[:17] + "…"
+    return f"{kind} ×{failures}" if failures > 1 else kind
 
 
 def _short(timestamp: str | None) -> str:

@@ -11,7 +11,7 @@ from .base import cli
 
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help="Where to put the demo's database, report and emails [default: a new temporary directory].")
-@click.option("--versions", "limit", type=int, metavar="N", help="Replay only the first N versions (the AI-training change is number 17).")
+@click.option("--versions", "limit", type=int, metavar="N", help="Replay only the first N versions (the AI-training change, recorded 2024-09-19, is the 17th).")
 def demo(directory: Path | None, limit: int | None) -> int:
     """Replay LinkedIn's real privacy-policy history offline, through the real pipeline.
 

@@ -87,7 +87,7 @@ def ota(state: State, path: Path, target_id: str, file: str | None, alert: bool)
 
     \b
     Examples:
-      monitor import ota "corpus/ota/LinkedIn/Privacy Policy" --target linkedin-privacy
+      monitor import ota "../shared/corpus/ota/LinkedIn/Privacy Policy" --target linkedin-privacy
       monitor import ota ~/contrib-versions --file "LinkedIn/Privacy Policy.md" --target linkedin-privacy
 
     PATH is a folder of files named by recording time (2024-09-19T06-10-13Z.md), or, with

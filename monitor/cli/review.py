@@ -12,7 +12,7 @@ from .base import State, cli, config_option, output_option, pass_state, table_co
 
 @cli.command()
 @config_option
-@click.option("--since", metavar="WHEN", help="7d, 12h, 2w, or a date (2024-09-01). Default: since the last --mark-reviewed.")
+@click.option("--since", metavar="WHEN", help="7d, 12h, 2w, or a date (2024-09-01). Default: the changes not yet marked reviewed.")
 @click.option("--all", "everything", is_flag=True, help="Every change ever recorded.")
 @click.option("--target", "targets", multiple=True, metavar="TARGET_ID", help="Only this target (repeatable).")
 @click.option("--flagged", is_flag=True, help="Only changes with at least one flag.")
@@ -20,7 +20,7 @@ from .base import State, cli, config_option, output_option, pass_state, table_co
 @click.option("--cosmetic", is_flag=True, help="Include changes that are cosmetic only.")
 @click.option("--format", "-f", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True)
 @click.option("--side-by-side", is_flag=True, help="HTML: old and new text next to each other.")
-@click.option("--mark-reviewed", is_flag=True, help="Remember these changes as reviewed (the next report starts after them).")
+@click.option("--mark-reviewed", is_flag=True, help="Mark the changes this report shows as reviewed (only those the filters selected); the next report leaves them out.")
 @output_option
 @pass_state
 def report(state: State, since: str | None, everything: bool, targets: tuple[str, ...], flagged: bool, categories: tuple[str, ...],
@@ -43,16 +43,19 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
     from ..report import ReportQuery, change_entry, parse_since, query_changes, render_report_markdown, report_html, render_report_text, report_json
     from ..report import mark_reviewed as do_mark
 
+    from ..errors import InputError
+    from ..flags import CATEGORIES
+
     config = state.config()
     for target_id in targets:
         config.target(target_id)  # unknown ids are a usage error, not an empty report
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise InputError(f"unknown category {unknown[0]!r}; the categories are {', '.join(CATEGORIES)}")
     with state.store() as store:
-        start = None
-        if since:
-            start = parse_since(since)
-        elif not everything:
-            start = store.get_meta("last_review_at")
-        query = ReportQuery(since=start, targets=targets, flagged=flagged, categories=categories, include_cosmetic=cosmetic)
+        start = parse_since(since) if since else None
+        query = ReportQuery(since=start, targets=targets, flagged=flagged, categories=categories, include_cosmetic=cosmetic,
+                            unreviewed=not since and not everything)
         rows = query_changes(store, query, diff=fmt != "html" or side_by_side, html=fmt == "html")
         if fmt == "json":
             chunks: Iterable[str] = report_json(rows, since=start)
@@ -64,7 +67,8 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
             chunks = [render_report_text([change_entry(r) for r in rows], color=output is None and use_color())]
         write_output(chunks, output, note=f" ({len(rows)} changes)")
         if mark_reviewed:
-            do_mark(store, rows)
+            marked = do_mark(store, rows)  # the rows read when the report started: nothing detected since
+            click.echo(f"marked {marked} change{'s' if marked != 1 else ''} reviewed", err=True)
     return 0
 
 
@@ -129,7 +133,7 @@ def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | N
       monitor show 12
       monitor show 12 --format html -o change-12.html
     """
-    from ..report import change_entry, render_diff_html, render_diff_markdown, render_diff_text, _title
+    from ..report import change_entry, entry_title, render_diff_html, render_diff_markdown, render_diff_text
 
     with state.store() as store:
         store.change(change_id)  # a clear error for an unknown id
@@ -139,7 +143,7 @@ def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | N
             [change_id],
         ))
     entry = change_entry(row)
-    title = f"#{change_id} {_title(entry)} v{entry['old_version']}→v{entry['new_version']} detected {entry['detected_at'][:16].replace('T', ' ')}"
+    title = f"#{change_id} {entry_title(entry)} v{entry['old_version']}→v{entry['new_version']} detected {entry['detected_at'][:16].replace('T', ' ')}"
     if fmt == "json":
         text = json.dumps(entry, ensure_ascii=False, indent=2) + "\n"
     elif fmt == "html":
