@@ -9,7 +9,7 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -79,9 +79,26 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
 
 
 def _run_daemon_briefly(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """Start the daemon, wait (generous deadline) until it logs that it started, then stop it."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    time.sleep(4)
+    assert proc.stderr is not None
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "daemon-start" in line:
+                started.set()
+        started.set()  # the stream closed: the daemon exited
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    started.wait(timeout=120)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    out = proc.stdout.read() if proc.stdout is not None else ""
+    proc.wait(timeout=60)
+    reader.join(timeout=30)
+    err = "".join(lines)
     assert re.search(r"daemon-start", err), err
     return proc.returncode, out, err
