@@ -82,6 +82,7 @@ class Page:
     last_modified: str | None = None
     browser_version: str | None = None
     attempts: int = 1
+    not_modified: bool = False  # a 304 to a conditional request: the body is the last fetch's
 
     @property
     def fmt(self) -> str:
@@ -103,6 +104,17 @@ class Page:
     @property
     def ext(self) -> str:
         return {"html": "html", "pdf": "pdf", "markdown": "md", "text": "txt"}[self.fmt]
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What the last good fetch of a one-page target said about its bytes, sent back as
+    If-None-Match / If-Modified-Since: a 304 then means the same bytes, with no body sent."""
+
+    etag: str | None
+    last_modified: str | None
+    final_url: str | None = None
+    content_type: str | None = None
 
 
 @dataclass
@@ -332,7 +344,8 @@ class Engine:
     def __init__(self, fetcher: Fetcher):
         self.fetcher = fetcher
 
-    async def get(self, url: str, target: Target) -> Page:
+    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
+        """One page; engines that cannot make conditional requests ignore `validators`."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -346,7 +359,49 @@ class HttpEngine(Engine):
     byte a second does not hold it), and the body may not exceed Limits.max_bytes once
     decompressed (a gzip bomb is cut off after the limit, not inflated)."""
 
-    async def get(self, url: str, target: Target) -> Page:
+    def __init__(self, fetcher: Fetcher):
+        super().__init__(fetcher)
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> Any:
+        """The engine's one client, made on first use: a client per fetch would build a new
+        SSL context (parsing the CA bundle, ~20 ms) and a new connection every time. Headers
+        and timeouts are per request; the client holds no cookies between fetches."""
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop or self._client.is_closed:
+            self._client = httpx.AsyncClient(
+                follow_redirects=False, cookies=_NoCookies(),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0),
+            )
+            self._loop = loop
+        return self._client
+
+    @staticmethod
+    async def _follow(client: Any, url: str, headers: dict[str, str], timeout: Any) -> Any:
+        """The final response (streaming) after at most 10 redirects. Cookies set during the
+        redirects are kept for this fetch only, in its own jar (the client keeps none)."""
+        import httpx
+
+        jar = httpx.Cookies()
+        for _ in range(11):
+            request = client.build_request("GET", url, headers=headers, timeout=timeout, cookies=jar)
+            response = await client.send(request, stream=True, follow_redirects=False)
+            if not response.has_redirect_location:  # 301, 302, 303, 307, 308 with a Location (not a 304)
+                return response
+            jar.extract_cookies(response)
+            url = str(response.url.join(response.headers["location"]))
+            await response.aclose()
+        raise httpx.TooManyRedirects("too many redirects", request=request)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose()
+
+    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
         import httpx
 
         limits = self.fetcher.limits
@@ -355,23 +410,31 @@ class HttpEngine(Engine):
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,application/pdf;q=0.8,*/*;q=0.5",
             "Accept-Language": f"{target.locale},{target.locale.split('-')[0]};q=0.9,en;q=0.5",
         }
+        if validators is not None:
+            if validators.etag:
+                headers["If-None-Match"] = validators.etag
+            if validators.last_modified:
+                headers["If-Modified-Since"] = validators.last_modified
         timeout = httpx.Timeout(target.timeout)
+        client = self._http()
         try:
             async with asyncio.timeout(target.timeout):
                 try:
-                    async with httpx.AsyncClient(follow_redirects=True, timeout=timeout, headers=headers, max_redirects=10) as client:
-                        async with client.stream("GET", url) as response:
-                            declared = response.headers.get("content-length", "").strip()
-                            if declared.isdigit() and int(declared) > limits.max_bytes:
+                    response = await self._follow(client, url, headers, timeout)
+                    try:
+                        declared = response.headers.get("content-length", "").strip()
+                        if declared.isdigit() and int(declared) > limits.max_bytes:
+                            raise _too_large(url, "the page", limits.max_bytes, response.status_code)
+                        chunks: list[bytes] = []
+                        size = 0
+                        async for chunk in response.aiter_bytes():  # decompressed, chunk by chunk
+                            size += len(chunk)
+                            if size > limits.max_bytes:
                                 raise _too_large(url, "the page", limits.max_bytes, response.status_code)
-                            chunks: list[bytes] = []
-                            size = 0
-                            async for chunk in response.aiter_bytes():  # decompressed, chunk by chunk
-                                size += len(chunk)
-                                if size > limits.max_bytes:
-                                    raise _too_large(url, "the page", limits.max_bytes, response.status_code)
-                                chunks.append(chunk)
-                            body = b"".join(chunks)
+                            chunks.append(chunk)
+                        body = b"".join(chunks)
+                    finally:
+                        await response.aclose()
                 except httpx.TimeoutException:
                     raise FetchError("timeout", f"{url} did not answer within {target.timeout:g}s", url=url) from None
                 except httpx.TooManyRedirects:
@@ -385,6 +448,12 @@ class HttpEngine(Engine):
         if not same_site(url, final_url):
             raise _left_site(url, final_url, response.status_code)
         head = {k.lower(): v for k, v in response.headers.items()}
+        if response.status_code == 304 and validators is not None:
+            return Page(
+                url=url, final_url=validators.final_url or final_url, status=304, body=b"", content_type=validators.content_type,
+                engine="http", etag=head.get("etag") or validators.etag,
+                last_modified=head.get("last-modified") or validators.last_modified, not_modified=True,
+            )
         error = _status_error(response.status_code, url, body, head)
         if error:
             raise error
@@ -393,6 +462,20 @@ class HttpEngine(Engine):
             content_type=head.get("content-type"), engine="http", etag=head.get("etag"),
             last_modified=head.get("last-modified"),
         )
+
+
+class _NoCookies:
+    """A cookie jar that keeps nothing: the shared client must not carry one target's
+    cookies to the next (each fetch starts as a fresh visitor, as with a client per fetch)."""
+
+    def __new__(cls) -> Any:
+        import http.cookiejar
+
+        class _Policy(http.cookiejar.DefaultCookiePolicy):
+            def set_ok(self, cookie: Any, request: Any) -> bool:
+                return False
+
+        return http.cookiejar.CookieJar(policy=_Policy())
 
 
 _NET_ERROR = re.compile(r"net::(ERR_[A-Z_]+)")
@@ -482,7 +565,7 @@ class BrowserEngine(Engine):
             except Exception:
                 pass
 
-    async def get(self, url: str, target: Target) -> Page:
+    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -828,14 +911,14 @@ class Fetcher:
         for eng in self._engines.values():
             await eng.close()
 
-    async def get(self, url: str, target: Target, engine_name: str) -> Page:
+    async def get(self, url: str, target: Target, engine_name: str, validators: Validators | None = None) -> Page:
         """One page, with retries and backoff for transient failures (Retry-After honoured)."""
         attempts = 0
         while True:
             attempts += 1
             slot = await self.gate(url)
             try:
-                page = await self._attempt(url, target, engine_name)
+                page = await self._attempt(url, target, engine_name, validators)
                 page.attempts = attempts
                 return page
             except FetchError as exc:
@@ -850,14 +933,14 @@ class Fetcher:
                 slot.release()
             await self._sleep(wait)
 
-    async def _attempt(self, url: str, target: Target, engine_name: str) -> Page:
+    async def _attempt(self, url: str, target: Target, engine_name: str, validators: Validators | None = None) -> Page:
         """One attempt. Each engine keeps to the target's timeout itself (and closes what it
         opened); this outer bound, with room for that closing and a browser launch, only
         guarantees that no attempt outlives it whatever an engine does."""
         bound = target.timeout + self.limits.close_time + 30.0
         try:
             async with asyncio.timeout(bound):
-                page = await self.engine(engine_name).get(url, target)
+                page = await self.engine(engine_name).get(url, target, validators)
         except TimeoutError:
             raise FetchError("timeout", f"{url} did not finish within {target.timeout:g}s (the fetch's time limit)", url=url) from None
         if 200 <= page.status < 300:
@@ -888,20 +971,34 @@ async def capture_target(
     engine_choice: str | None = None,
     previous_length: int | None = None,
     known: tuple[str, str] | None = None,
+    validators: Validators | None = None,
+    known_raw: str | None = None,
 ) -> Capture:
     """Fetch every page of a target and extract one document, never raising FetchError:
     failures come back on the Capture, classified, with a fetch record for the store.
 
     `known` is (extraction key, text sha256) of the last fetch: when the new bytes give the
-    same key, extraction is skipped and the Capture says so (`same_as`)."""
+    same key, extraction is skipped and the Capture says so (`same_as`). With `validators`
+    (and `known`, and `known_raw`, the last fetch's raw sha256) a one-page target fetched
+    over HTTP is asked conditionally; a 304 is the same bytes, so the same key, no body."""
     started = utcnow()
     chosen = target.engine
     if chosen == "auto" and engine_choice in ("http", "browser"):
         chosen = engine_choice
     pages: list[Page] = []
     engine_used = chosen if chosen != "auto" else "http"
+    if validators is not None and known is not None and known_raw and len(target.urls) == 1 and chosen in ("http", "auto"):
+        try:
+            page = await fetcher.get(target.url, target, "http", validators)
+        except FetchError as exc:
+            record = _record(target, started, [], "http", fetcher, error=exc)
+            return Capture(target.id, record, error=exc, engine_choice=None)
+        if page.not_modified:
+            record = replace(_record(target, started, [page], "http", fetcher), raw_sha256=known_raw, extract_key=known[0])
+            return Capture(target.id, record, document=None, raws=[], engine_choice="http" if target.engine == "auto" else None, same_as=known[1])
+        pages = [page]  # the server sent the page (changed, or it ignores validators): go on with it
     try:
-        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known)
+        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known, pages)
     except FetchError as exc:
         record = _record(target, started, pages, engine_used, fetcher, error=exc)
         return Capture(target.id, record, error=exc, engine_choice=None)
@@ -920,22 +1017,27 @@ def _combined_sha(raws: list[RawPart]) -> str:
 
 
 async def _fetch_and_extract(
-    fetcher: Fetcher, target: Target, chosen: str, previous_length: int | None, known: tuple[str, str] | None
+    fetcher: Fetcher, target: Target, chosen: str, previous_length: int | None, known: tuple[str, str] | None,
+    fetched: list[Page] | None = None,
 ) -> tuple[Document | None, list[Page], str, str]:
     """(document, pages, engine used, extraction key); the document is None when the key
-    equals the known one (same bytes as last time: nothing to extract)."""
+    equals the known one (same bytes as last time: nothing to extract). `fetched` are pages
+    already got over HTTP (a conditional request the server answered in full)."""
     if chosen != "auto":
-        pages = [await fetcher.get(url, target, chosen) for url in target.urls]
+        pages = fetched or [await fetcher.get(url, target, chosen) for url in target.urls]
         key = extraction_key(target, pages)
         if known and known[0] == key:
             return None, pages, chosen, key
         return _extract_checked(target, pages, previous_length), pages, chosen, key
     # auto: plain HTTP first; the browser when the page needs it.
     try:
-        pages = [await fetcher.get(url, target, "http") for url in target.urls]
+        pages = fetched or [await fetcher.get(url, target, "http") for url in target.urls]
+        key = extraction_key(target, pages)
+        if known and known[0] == key:
+            return None, pages, "http", key  # the same bytes that HTTP gave last time, and sufficed
         document = _extract_checked(target, pages, previous_length)
         if not _needs_browser(pages, document):
-            return document, pages, "http", extraction_key(target, pages)
+            return document, pages, "http", key
     except FetchError as exc:
         if exc.kind not in ("bot-wall", "http-403", "http-401", "selector-missing", "too-short", "empty", "http-error"):
             raise

@@ -233,16 +233,25 @@ class Store:
         """(extract_key, text sha256) of the last successful live fetch, if its text is still
         the latest version's (`latest`, as the caller read it): a fetch with the same key can
         skip extraction."""
+        row = self.last_good_fetch(target_id, latest)
+        return (row["extract_key"], row["text_sha256"]) if row else None
+
+    def last_good_fetch(self, target_id: str, latest: Version | None) -> dict[str, Any] | None:
+        """The last successful live fetch (extract_key, text_sha256, raw_sha256, engine, etag,
+        last_modified, final_url, content_type), if its text is still `latest`'s: what the
+        next check may skip extraction, or ask conditionally, by."""
         if latest is None:
             return None
-        rows = list(self.db.query(
-            "select extract_key, text_sha256 from fetches where target_id = ? and outcome in ('new-version', 'unchanged') "
+        row = self.db.conn.execute(
+            "select extract_key, text_sha256, raw_sha256, engine, etag, last_modified, coalesce(final_url, requested_url), "
+            "content_type from fetches where target_id = ? and outcome in ('new-version', 'unchanged') "
             "and extract_key is not null order by started_at desc, id desc limit 1",
             [target_id],
-        ))
-        if not rows or rows[0]["text_sha256"] != latest.text_sha256:
+        ).fetchone()
+        if row is None or row[1] != latest.text_sha256:
             return None
-        return rows[0]["extract_key"], rows[0]["text_sha256"]
+        keys = ("extract_key", "text_sha256", "raw_sha256", "engine", "etag", "last_modified", "final_url", "content_type")
+        return dict(zip(keys, row))
 
     def last_fetch(self, target_id: str) -> dict[str, Any] | None:
         """The latest live fetch (archive fetches made by imports are not checks of the page)."""
@@ -457,12 +466,15 @@ class Store:
             self._record_fetch(fetch, "stale")  # another check saw the page later and stored it
             return Committed("unchanged")
         document = cand.document
+        known = None
         if document is None:  # same bytes as the last fetch, whose text is no longer the latest
             known = self.find_text(target_id, text_sha)
             if known is None:
                 raise StoreError(f"{target_id}: text {text_sha[:12]} of an unchanged fetch is not stored; run `monitor verify`")
             document = self.document(known)
             text_bytes = self.read_text(known).encode("utf-8")
+        if raw_meta is None and not cand.raws and known is not None:  # a 304: the raw files are the known version's
+            raw_meta = list(known.raws)
         if raw_meta is None:  # the latest moved after the files were skipped
             raw_meta = self._write_files(target_id, cand.raws, text_bytes, text_sha)
         version = self._insert_version(

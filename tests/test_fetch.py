@@ -210,6 +210,23 @@ def test_each_fetch_starts_with_a_fresh_context(site: Site) -> None:
     assert sent == ["", "", ""]
 
 
+def test_http_engine_keeps_cookies_for_one_fetch_only(site: Site) -> None:
+    """One client serves every fetch, but a cookie set during a fetch's redirects goes with
+    that fetch only: the next target is a fresh visitor."""
+    site.set("/final", page(*POLICY))
+    start = site.set("/start", b"", status=302, headers={"Location": "/final", "Set-Cookie": "gate=passed; Path=/"})
+    other = site.set("/other", page(*POLICY))
+
+    async def go() -> None:
+        async with Fetcher(defaults(), sleep=no_sleep) as fetcher:
+            for url in (start, other, start):
+                assert (await capture_target(fetcher, target(url, engine="http"))).ok
+
+    asyncio.run(go())
+    sent = [(path, cookie) for path, cookie in site.cookies]
+    assert sent == [("/start", ""), ("/final", "gate=passed"), ("/other", ""), ("/start", ""), ("/final", "gate=passed")]
+
+
 def test_pdf_policy_is_stored_raw_and_its_text_extracted(site: Site) -> None:
     pdf = make_pdf(["Privacy Policy", "", "Effective date: 2024-09-18", "", "We may use your content to train AI models."])
     url = site.set("/policy.pdf", pdf, content_type="application/pdf")
