@@ -441,8 +441,9 @@ def extract_html(
     soup = parse_html_tree(html)
     title_tag = soup.find("title")
     title = clean_text(title_tag.get_text()) if title_tag else None
-    for selector in [*consent_selectors(), *remove]:
-        for tag in soup.select(selector):
+    # one walk over the page for all of them (a selector list), not one per selector
+    for tag in soup.select(", ".join([*consent_selectors(), *remove])):
+        if not tag.decomposed:  # inside an overlay already dropped
             tag.decompose()
     roots: list[Any]
     select = list(select)

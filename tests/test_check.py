@@ -314,3 +314,32 @@ def test_conditional_requests_make_an_unchanged_check_a_304(tmp_path: Path, use:
             assert store.verify() == []
     finally:
         server.close()
+
+
+def test_an_unchanged_check_is_a_few_statements_in_one_transaction(tmp_path: Path, site: Site) -> None:
+    """Reading what the check needs, then one transaction: the fetch row and the target's
+    status. Counted, not timed."""
+    import asyncio
+
+    from monitor.check import CheckContext, check_target
+    from monitor.fetch import Fetcher
+
+    config = load_config(one_target(tmp_path, site))
+    statements: list[str] = []
+
+    async def go() -> list[str]:
+        with Store.open(config) as store:
+            store.sync_targets(config.targets)
+            async with Fetcher(config.defaults) as fetcher:
+                ctx = CheckContext(config, store, fetcher)
+                assert (await check_target(ctx, config.targets[0])).outcome == "first-version"
+                store.db.conn.set_trace_callback(statements.append)
+                outcome = (await check_target(ctx, config.targets[0])).outcome
+                store.db.conn.set_trace_callback(None)
+                return [outcome]
+
+    assert asyncio.run(go()) == ["unchanged"]
+    words = [s.split()[0].upper() for s in statements]
+    assert words.count("BEGIN") == 1 and words.count("COMMIT") == 1
+    assert len(statements) <= 10, statements
+    assert words.count("INSERT") == 1 and words.count("UPDATE") == 1
