@@ -4,7 +4,9 @@ Engines register themselves by name (`@engine("http")`). One `Fetcher` holds wha
 single fetch: the long-lived browser (relaunched if it dies, recycled every N fetches to bound
 memory), the per-host politeness gate, and the retry policy. `capture_target` turns a target
 into a `Capture`: the raw pages, the extracted document and the fetch record, or a typed
-FetchError. Each browser fetch runs in a fresh context, so nothing is carried between targets.
+FetchError. A browser context serves one fetch at a time and is kept for the next fetch of the
+same host (same user agent and locale) once its cookies, permissions and the site's storage are
+cleared; contexts are never shared between hosts, and a failed fetch's context is closed.
 
 Every fetch is bounded (`Limits`): total time (the target's `timeout`, per attempt), the
 document's bytes (after decompression), everything a browser page loads, the elements of its
@@ -485,7 +487,10 @@ _TIMEOUT_CODES = {"ERR_TIMED_OUT", "ERR_CONNECTION_TIMED_OUT"}
 
 @engine("browser")
 class BrowserEngine(Engine):
-    """A shared headless Chromium through Playwright; a fresh context for every fetch.
+    """A shared headless Chromium through Playwright; contexts reused per host (see _release).
+
+    A page is read after its `load` event, then the target's `wait_for` (or first `select`),
+    or else, for a page with scripts, a short DOM-quiet window (_settle); not `networkidle`.
 
     Each fetch runs under a deadline (the target's timeout) and a `_Watch` that sees, from
     the browser's network events rather than from inside the page, the bytes the page
@@ -504,6 +509,7 @@ class BrowserEngine(Engine):
         self._fetches = 0
         self._active = 0
         self._suspect = False  # an unexplained browser error: relaunch before the next fetch
+        self._idle: dict[tuple[str, str, str], list[Any]] = {}  # (host, user agent, locale) -> idle contexts
         self.launches = 0
         self.version: str | None = None
 
@@ -544,6 +550,7 @@ class BrowserEngine(Engine):
             pass
 
     async def _close_browser(self) -> None:
+        self._idle.clear()  # they close with their browser
         browser, self._browser = self._browser, None
         self._cdp, self._pid = None, None
         if browser is not None:
@@ -596,7 +603,10 @@ class BrowserEngine(Engine):
             if work.done() and not work.cancelled():
                 work.exception()  # retrieved: an abandoned load's error is not news
             self._active -= 1
-            await self._discard(held.get("context"), url, abandoned=abandoned)
+            if work.done() and not work.cancelled() and work.exception() is None and not watch.error.done():
+                await self._release(held, browser)
+            else:
+                await self._discard(held.get("context"), url, abandoned=abandoned)
 
     async def _load(self, browser: Any, url: str, target: Target, held: dict[str, Any], watch: _Watch, deadline: float) -> Page:
         from playwright.async_api import Error as PlaywrightError
@@ -608,15 +618,21 @@ class BrowserEngine(Engine):
         def remaining() -> float:
             return max(0.1, deadline - loop.time())
 
-        context = held["context"] = await browser.new_context(
-            user_agent=target.user_agent, locale=target.locale, service_workers="block",
-            accept_downloads=False, java_script_enabled=True,
-        )
-        await context.route("**/*", _block_heavy)
-        page = await context.new_page()
+        key = ((urlsplit(url).hostname or "").lower(), target.user_agent, target.locale)
+        held["key"] = key
+        idle = self._idle.get(key)
+        if idle:
+            context = held["context"] = idle.pop()
+        else:
+            context = held["context"] = await browser.new_context(
+                user_agent=target.user_agent, locale=target.locale, service_workers="block",
+                accept_downloads=False, java_script_enabled=True,
+            )
+            await context.route("**/*", _block_heavy)
+        page = held["page"] = await context.new_page()
         await watch.attach(context, page)
         try:
-            response = await page.goto(url, wait_until="domcontentloaded", timeout=remaining() * 1000)
+            response = await page.goto(url, wait_until="load", timeout=remaining() * 1000)
         except PlaywrightError as exc:
             watch.check()
             if "Download is starting" in str(exc) or "net::ERR_ABORTED" in str(exc):
@@ -647,11 +663,8 @@ class BrowserEngine(Engine):
                 if looks_like_bot_wall(body):
                     raise FetchError("bot-wall", f"{url} showed a bot wall or captcha", url=url, status=status) from None
                 raise FetchError("selector-missing", f"{wanted!r} did not appear on {url} within {target.timeout:g}s", url=url, status=status) from None
-        if deadline - loop.time() > 0.2:
-            try:
-                await page.wait_for_load_state("networkidle", timeout=min(remaining(), 3.0) * 1000)
-            except PlaywrightTimeout:
-                pass  # pages that poll forever: capture what is there
+        elif deadline - loop.time() > 0.2:
+            await self._settle(page, watch, url, min(remaining() - 0.1, SETTLE_CAP))
         watch.loaded = True  # loaded or not, the page is what we read now: it may not navigate any more
         watch.check()
         await self._read(page.evaluate(_REMOVE_OVERLAYS, load_data("consent.yaml")["selectors"]), url)
@@ -671,6 +684,49 @@ class BrowserEngine(Engine):
             content_type="text/html; charset=utf-8", engine="browser", etag=headers.get("etag"),
             last_modified=headers.get("last-modified"), browser_version=self.version,
         )
+
+    async def _settle(self, page: Any, watch: _Watch, url: str, cap: float) -> None:
+        """After `load`, with no `wait_for`: a page without scripts is done; one with scripts
+        until its DOM has been quiet for SETTLE_QUIET with no XHR or fetch in flight, at most
+        `cap` (pages that poll forever are read as they are then). Not `networkidle`, which
+        always costs half a second more."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + max(0.0, cap)
+        while True:
+            left = end - loop.time()
+            if left <= 0:
+                return
+            quiet = await self._read(page.evaluate(_DOM_QUIET, {"quiet": SETTLE_QUIET * 1000, "cap": left * 1000}), url)
+            if quiet == "static":
+                return
+            if watch.inflight == 0:
+                return
+            await watch.idle(end - loop.time())
+
+    async def _release(self, held: dict[str, Any], browser: Any) -> None:
+        """After a good fetch: close its page, clear the context's cookies and the site's
+        storage, and keep the context for the next fetch of the same host (same user agent
+        and locale). A context serves one fetch at a time; a failed fetch's is closed."""
+        context, page, key = held.get("context"), held.get("page"), held.get("key")
+        if context is None:
+            return
+        try:
+            async with asyncio.timeout(self.fetcher.limits.close_time):
+                origin = _origin(page.url) if page is not None else None
+                if page is not None:
+                    if origin:
+                        session = await context.new_cdp_session(page)
+                        await session.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
+                    await page.close()
+                await context.clear_cookies()
+                await context.clear_permissions()
+        except Exception:  # cannot be cleaned: not reused
+            await self._discard(context, "", abandoned=False)
+            return
+        if browser is not self._browser or key is None or sum(len(v) for v in self._idle.values()) >= MAX_IDLE_CONTEXTS:
+            await self._discard(context, "", abandoned=False)
+            return
+        self._idle.setdefault(key, []).append(context)
 
     async def _read(self, awaitable: Any, url: str) -> Any:
         """An answer from the renderer, within Limits.script_time: a renderer that cannot
@@ -725,6 +781,7 @@ class BrowserEngine(Engine):
             except OSError:
                 pass
         async with self._lock:
+            self._idle.clear()
             browser, self._browser = self._browser, None
             self._cdp, self._pid = None, None
             if pid is None:
@@ -785,6 +842,9 @@ class _Watch:
         self.page: Any = None
         self.received = 0
         self.documents: dict[str, int] = {}  # DevTools request id -> bytes received
+        self.inflight = 0  # XHR and fetch requests under way (the page may still render what they bring)
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def trip(self, error: FetchError) -> None:
         if not self.error.done():
@@ -798,6 +858,8 @@ class _Watch:
         self.page = page
         page.on("load", self._on_load)
         page.on("request", self._on_request)
+        page.on("requestfinished", self._on_request_done)
+        page.on("requestfailed", self._on_request_done)
         session = await context.new_cdp_session(page)
         session.on("Network.responseReceived", self._on_response)
         session.on("Network.dataReceived", self._on_data)
@@ -806,7 +868,30 @@ class _Watch:
     def _on_load(self, _page: Any) -> None:
         self.loaded = True  # the document's load event: from here on, a navigation leaves it
 
+    async def idle(self, timeout: float) -> None:
+        """Until no XHR or fetch is in flight, at most `timeout` seconds."""
+        if timeout > 0:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _tracked(self, request: Any) -> bool:
+        try:
+            return request.resource_type in ("xhr", "fetch")
+        except Exception:
+            return False
+
+    def _on_request_done(self, request: Any) -> None:
+        if self._tracked(request) and self.inflight > 0:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.set()
+
     def _on_request(self, request: Any) -> None:
+        if self._tracked(request):
+            self.inflight += 1
+            self._idle.clear()
         if not self.loaded:
             return  # redirects and script redirects during the load: the final URL's site is checked
         try:
@@ -842,6 +927,28 @@ async def _block_heavy(route: Any) -> None:
         await route.abort()
     else:
         await route.continue_()
+
+
+# After `load`: how long the DOM must stay unchanged before a scripted page is read, and the
+# most any page waits for that (README: "How the browser engine reads a page").
+SETTLE_QUIET = 0.3
+SETTLE_CAP = 3.0
+MAX_IDLE_CONTEXTS = 8  # kept open between fetches, over all hosts (the daemon's memory budget)
+
+_DOM_QUIET = """({quiet, cap}) => new Promise((resolve) => {
+  if (!document.querySelector('script, iframe, frame, meta[http-equiv="refresh" i]')) { resolve('static'); return; }
+  let timer = null;
+  const done = (why) => { observer.disconnect(); clearTimeout(timer); clearTimeout(limit); resolve(why); };
+  const observer = new MutationObserver(() => { clearTimeout(timer); timer = setTimeout(() => done('quiet'), quiet); });
+  observer.observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
+  timer = setTimeout(() => done('quiet'), quiet);
+  const limit = setTimeout(() => done('cap'), cap);
+})"""
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 _REMOVE_OVERLAYS = """(selectors) => {
