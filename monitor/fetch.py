@@ -628,9 +628,9 @@ class BrowserEngine(Engine):
                 user_agent=target.user_agent, locale=target.locale, service_workers="block",
                 accept_downloads=False, java_script_enabled=True,
             )
-            await context.route("**/*", _block_heavy)
         page = held["page"] = await context.new_page()
         await watch.attach(context, page)
+        held["session"] = watch.session
         try:
             response = await page.goto(url, wait_until="load", timeout=remaining() * 1000)
         except PlaywrightError as exc:
@@ -667,8 +667,7 @@ class BrowserEngine(Engine):
             await self._settle(page, watch, url, min(remaining() - 0.1, SETTLE_CAP))
         watch.loaded = True  # loaded or not, the page is what we read now: it may not navigate any more
         watch.check()
-        await self._read(page.evaluate(_REMOVE_OVERLAYS, load_data("consent.yaml")["selectors"]), url)
-        nodes = await self._read(page.evaluate("() => document.getElementsByTagName('*').length"), url)
+        nodes = await self._read(page.evaluate(_REMOVE_OVERLAYS, load_data("consent.yaml")["selectors"]), url)
         if nodes > limits.max_dom_nodes:
             raise FetchError("too-large", f"{url}: the page has {nodes} elements (limit {limits.max_dom_nodes}); not recorded", url=url, status=status)
         html = await self._read(page.content(), url)
@@ -714,8 +713,8 @@ class BrowserEngine(Engine):
             async with asyncio.timeout(self.fetcher.limits.close_time):
                 origin = _origin(page.url) if page is not None else None
                 if page is not None:
-                    if origin:
-                        session = await context.new_cdp_session(page)
+                    session = held.get("session")
+                    if origin and session is not None:
                         await session.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
                     await page.close()
                 await context.clear_cookies()
@@ -842,6 +841,7 @@ class _Watch:
         self.page: Any = None
         self.received = 0
         self.documents: dict[str, int] = {}  # DevTools request id -> bytes received
+        self.session: Any = None
         self.inflight = 0  # XHR and fetch requests under way (the page may still render what they bring)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -860,10 +860,23 @@ class _Watch:
         page.on("request", self._on_request)
         page.on("requestfinished", self._on_request_done)
         page.on("requestfailed", self._on_request_done)
-        session = await context.new_cdp_session(page)
+        session = self.session = await context.new_cdp_session(page)
         session.on("Network.responseReceived", self._on_response)
         session.on("Network.dataReceived", self._on_data)
+        session.on("Fetch.requestPaused", self._on_paused)
         await session.send("Network.enable")
+        # images, media and fonts are never loaded: only they are paused (and failed), so the
+        # document and scripts do not wait on a round trip through this process
+        await session.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "resourceType": t} for t in _BLOCKED_CDP_TYPES]})
+
+    def _on_paused(self, event: dict[str, Any]) -> None:
+        asyncio.ensure_future(self._fail(event.get("requestId", "")))
+
+    async def _fail(self, request_id: str) -> None:
+        try:
+            await self.session.send("Fetch.failRequest", {"requestId": request_id, "errorReason": "BlockedByClient"})
+        except Exception:  # the page is gone already
+            pass
 
     def _on_load(self, _page: Any) -> None:
         self.loaded = True  # the document's load event: from here on, a navigation leaves it
@@ -922,11 +935,7 @@ class _Watch:
             self.trip(_too_large(self.url, "what the page loaded", self.limits.max_page_bytes))
 
 
-async def _block_heavy(route: Any) -> None:
-    if route.request.resource_type in BLOCKED_RESOURCES:
-        await route.abort()
-    else:
-        await route.continue_()
+_BLOCKED_CDP_TYPES = ("Image", "Media", "Font")  # BLOCKED_RESOURCES, as DevTools names them
 
 
 # After `load`: how long the DOM must stay unchanged before a scripted page is read, and the
@@ -951,10 +960,12 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
 
 
+# Removes the consent overlays and answers the DOM's size: one round trip to the renderer.
 _REMOVE_OVERLAYS = """(selectors) => {
   for (const s of selectors) {
     try { document.querySelectorAll(s).forEach((e) => e.remove()); } catch (e) {}
   }
+  return document.getElementsByTagName('*').length;
 }"""
 
 
