@@ -509,7 +509,7 @@ class BrowserEngine(Engine):
         self._fetches = 0
         self._active = 0
         self._suspect = False  # an unexplained browser error: relaunch before the next fetch
-        self._idle: dict[tuple[str, str, str], list[Any]] = {}  # (host, user agent, locale) -> idle contexts
+        self._idle: dict[tuple[str, str, str], list[tuple[Any, Any]]] = {}  # (host, user agent, locale) -> idle (context, page)
         self.launches = 0
         self.version: str | None = None
 
@@ -604,7 +604,7 @@ class BrowserEngine(Engine):
                 work.exception()  # retrieved: an abandoned load's error is not news
             self._active -= 1
             if work.done() and not work.cancelled() and work.exception() is None and not watch.error.done():
-                await self._release(held, browser)
+                await self._release(held, browser, watch)
             else:
                 await self._discard(held.get("context"), url, abandoned=abandoned)
 
@@ -621,14 +621,18 @@ class BrowserEngine(Engine):
         key = ((urlsplit(url).hostname or "").lower(), target.user_agent, target.locale)
         held["key"] = key
         idle = self._idle.get(key)
+        page = None
         if idle:
-            context = held["context"] = idle.pop()
+            context, page = idle.pop()
+            held["context"] = context
         else:
             context = held["context"] = await browser.new_context(
                 user_agent=target.user_agent, locale=target.locale, service_workers="block",
                 accept_downloads=False, java_script_enabled=True,
             )
-        page = held["page"] = await context.new_page()
+        if page is None or page.is_closed():
+            page = await context.new_page()
+        held["page"] = page
         await watch.attach(context, page)
         held["session"] = watch.session
         try:
@@ -702,10 +706,12 @@ class BrowserEngine(Engine):
                 return
             await watch.idle(end - loop.time())
 
-    async def _release(self, held: dict[str, Any], browser: Any) -> None:
-        """After a good fetch: close its page, clear the context's cookies and the site's
-        storage, and keep the context for the next fetch of the same host (same user agent
-        and locale). A context serves one fetch at a time; a failed fetch's is closed."""
+    async def _release(self, held: dict[str, Any], browser: Any, watch: _Watch) -> None:
+        """After a good fetch: take the fetch's watch off its page, clear the site's storage,
+        leave the page for about:blank (its scripts stop), clear the context's cookies and
+        permissions, and keep context and page for the next fetch of the same host (same user
+        agent and locale): a new page would cost a new renderer. A context serves one fetch at
+        a time; a failed fetch's is closed."""
         context, page, key = held.get("context"), held.get("page"), held.get("key")
         if context is None:
             return
@@ -716,7 +722,8 @@ class BrowserEngine(Engine):
                     session = held.get("session")
                     if origin and session is not None:
                         await session.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
-                    await page.close()
+                    await watch.detach()
+                    await page.goto("about:blank")
                 await context.clear_cookies()
                 await context.clear_permissions()
         except Exception:  # cannot be cleaned: not reused
@@ -725,7 +732,7 @@ class BrowserEngine(Engine):
         if browser is not self._browser or key is None or sum(len(v) for v in self._idle.values()) >= MAX_IDLE_CONTEXTS:
             await self._discard(context, "", abandoned=False)
             return
-        self._idle.setdefault(key, []).append(context)
+        self._idle.setdefault(key, []).append((context, page))
 
     async def _read(self, awaitable: Any, url: str) -> Any:
         """An answer from the renderer, within Limits.script_time: a renderer that cannot
@@ -868,6 +875,15 @@ class _Watch:
         # images, media and fonts are never loaded: only they are paused (and failed), so the
         # document and scripts do not wait on a round trip through this process
         await session.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "resourceType": t} for t in _BLOCKED_CDP_TYPES]})
+
+    async def detach(self) -> None:
+        """Stop watching the page (it is kept for another fetch, which brings its own watch)."""
+        page, session = self.page, self.session
+        for name, handler in (("load", self._on_load), ("request", self._on_request),
+                              ("requestfinished", self._on_request_done), ("requestfailed", self._on_request_done)):
+            page.remove_listener(name, handler)
+        if session is not None:
+            await session.detach()
 
     def _on_paused(self, event: dict[str, Any]) -> None:
         asyncio.ensure_future(self._fail(event.get("requestId", "")))
