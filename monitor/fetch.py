@@ -4,9 +4,10 @@ Engines register themselves by name (`@engine("http")`). One `Fetcher` holds wha
 single fetch: the long-lived browser (relaunched if it dies, recycled every N fetches to bound
 memory), the per-host politeness gate, and the retry policy. `capture_target` turns a target
 into a `Capture`: the raw pages, the extracted document and the fetch record, or a typed
-FetchError. A browser context serves one fetch at a time and is kept for the next fetch of the
-same host (same user agent and locale) once its cookies, permissions and the site's storage are
-cleared; contexts are never shared between hosts, and a failed fetch's context is closed.
+FetchError. A browser context and its page serve one fetch at a time and are kept for the next
+fetch of the same host (same user agent and locale) once the page is on about:blank and the
+cookies, permissions and the site's storage are cleared; contexts are never shared between
+hosts, and a failed fetch's context is closed.
 
 Every fetch is bounded (`Limits`): total time (the target's `timeout`, per attempt), the
 document's bytes (after decompression), everything a browser page loads, the elements of its
