@@ -314,10 +314,9 @@ def _rule_paths(languages: tuple[str, ...] | None, rules_dir: Path) -> list[Path
 
 @functools.cache
 def _load_rules(languages: tuple[str, ...] | None, rules_dir: Path, strict: bool = True) -> RuleSet:
-    """Compiled once per process; with `strict=False` also cached on disk (_DiskCache)."""
+    """Compiled once per process, and cached on disk (_DiskCache). A cache file is written only
+    once every regex of the rules has compiled, so a hit is as good as a strict load."""
     paths = _rule_paths(languages, rules_dir)
-    if strict:
-        return _compile_rules(paths, strict)
     cache = _DiskCache(paths)
     ruleset = cache.load()
     if ruleset is None:
