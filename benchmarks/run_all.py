@@ -17,18 +17,20 @@ import time
 import capture
 import daemon_memory
 import flags_corpus
+import peers
 import report_speed
 from common import Figure, print_table, save_results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes: 40 pages, 150 daemon checks, 2,000 changes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: 40 pages (one repetition of the peers), 150 daemon checks, 2,000 changes")
     args = parser.parse_args()
     steps = [
         ("capture", lambda: capture.run(40 if args.quick else 200)),
         ("diff and flags", lambda: flags_corpus.run(say=lambda _: None)),
         ("report", lambda: report_speed.run(2000 if args.quick else 10000)),
+        ("peers (urlwatch, bare Playwright)", lambda: peers.run(40 if args.quick else 200, 1 if args.quick else 3)),
         ("daemon memory", lambda: daemon_memory.run(150 if args.quick else 500, say=lambda line: print(line, file=sys.stderr))),
     ]
     figures: list[Figure] = []

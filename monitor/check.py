@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .diff import DiffResult, compare, summary_line
 from .extract import sha256_text
-from .fetch import Capture, Fetcher, capture_target
+from .fetch import Capture, Fetcher, Validators, capture_target
 from .records import Candidate, ChangePlan, CheckOutcome, Committed, FetchRecord, Planner, Version, utcnow
 from .store import Store
 
@@ -104,9 +104,14 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
     store = ctx.store
     row = store.target_row(target.id) or {}
     latest = store.latest_version(target.id)
+    good = store.last_good_fetch(target.id, latest)
+    known = (good["extract_key"], good["text_sha256"]) if good else None
+    validators = None
+    if good and ctx.config.defaults.conditional and good["engine"] == "http" and (good["etag"] or good["last_modified"]):
+        validators = Validators(good["etag"], good["last_modified"], good["final_url"], good["content_type"])
     capture = await capture_target(
         ctx.fetcher, target, engine_choice=row.get("engine_choice"), previous_length=latest.text_bytes if latest else None,
-        known=store.known_extraction(target.id, latest),
+        known=known, validators=validators, known_raw=good["raw_sha256"] if good else None,
     )
     outcome = _outcome(ctx, target)
     if capture.engine_choice and capture.engine_choice != row.get("engine_choice"):

@@ -427,6 +427,40 @@ def consent_selectors() -> list[str]:
     return list(load_data("consent.yaml")["selectors"])
 
 
+@functools.cache
+def _consent_matcher() -> tuple[Any, bool]:
+    """The consent selectors compiled as one selector list, and whether every one of them
+    needs an attribute on the element it matches (`#id`, `.class`, `[attr]`): then only
+    elements with attributes are tried, a small part of a policy page's elements."""
+    import soupsieve
+
+    selectors = consent_selectors()
+    needs_attrs = all(any(c in sel.split()[-1] for c in "#.[") for sel in selectors)
+    return soupsieve.compile(", ".join(selectors)), needs_attrs
+
+
+def _drop_overlays(soup: Any, remove: Iterable[str]) -> None:
+    """Drop the consent overlays and the target's `remove` parts before reading the page."""
+    consent, needs_attrs = _consent_matcher()
+    if needs_attrs:
+        for tag in soup.find_all(_has_attrs):
+            if not tag.decomposed and consent.match(tag):
+                tag.decompose()
+    else:
+        for tag in consent.select(soup):
+            if not tag.decomposed:
+                tag.decompose()
+    remove = list(remove)
+    if remove:
+        for tag in soup.select(", ".join(remove)):  # one walk for all of them
+            if not tag.decomposed:  # inside a part already dropped
+                tag.decompose()
+
+
+def _has_attrs(tag: Any) -> bool:
+    return bool(tag.attrs)
+
+
 def extract_html(
     html: str | bytes,
     *,
@@ -441,9 +475,7 @@ def extract_html(
     soup = parse_html_tree(html)
     title_tag = soup.find("title")
     title = clean_text(title_tag.get_text()) if title_tag else None
-    for selector in [*consent_selectors(), *remove]:
-        for tag in soup.select(selector):
-            tag.decompose()
+    _drop_overlays(soup, remove)
     roots: list[Any]
     select = list(select)
     if select:

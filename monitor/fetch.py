@@ -4,7 +4,10 @@ Engines register themselves by name (`@engine("http")`). One `Fetcher` holds wha
 single fetch: the long-lived browser (relaunched if it dies, recycled every N fetches to bound
 memory), the per-host politeness gate, and the retry policy. `capture_target` turns a target
 into a `Capture`: the raw pages, the extracted document and the fetch record, or a typed
-FetchError. Each browser fetch runs in a fresh context, so nothing is carried between targets.
+FetchError. A browser context and its page serve one fetch at a time and are kept for the next
+fetch of the same host (same user agent and locale) once the page is on about:blank and the
+cookies, permissions and the site's storage are cleared; contexts are never shared between
+hosts, and a failed fetch's context is closed.
 
 Every fetch is bounded (`Limits`): total time (the target's `timeout`, per attempt), the
 document's bytes (after decompression), everything a browser page loads, the elements of its
@@ -82,6 +85,7 @@ class Page:
     last_modified: str | None = None
     browser_version: str | None = None
     attempts: int = 1
+    not_modified: bool = False  # a 304 to a conditional request: the body is the last fetch's
 
     @property
     def fmt(self) -> str:
@@ -103,6 +107,17 @@ class Page:
     @property
     def ext(self) -> str:
         return {"html": "html", "pdf": "pdf", "markdown": "md", "text": "txt"}[self.fmt]
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What the last good fetch of a one-page target said about its bytes, sent back as
+    If-None-Match / If-Modified-Since: a 304 then means the same bytes, with no body sent."""
+
+    etag: str | None
+    last_modified: str | None
+    final_url: str | None = None
+    content_type: str | None = None
 
 
 @dataclass
@@ -332,7 +347,8 @@ class Engine:
     def __init__(self, fetcher: Fetcher):
         self.fetcher = fetcher
 
-    async def get(self, url: str, target: Target) -> Page:
+    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
+        """One page; engines that cannot make conditional requests ignore `validators`."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -346,7 +362,49 @@ class HttpEngine(Engine):
     byte a second does not hold it), and the body may not exceed Limits.max_bytes once
     decompressed (a gzip bomb is cut off after the limit, not inflated)."""
 
-    async def get(self, url: str, target: Target) -> Page:
+    def __init__(self, fetcher: Fetcher):
+        super().__init__(fetcher)
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> Any:
+        """The engine's one client, made on first use: a client per fetch would build a new
+        SSL context (parsing the CA bundle, ~20 ms) and a new connection every time. Headers
+        and timeouts are per request; the client holds no cookies between fetches."""
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop or self._client.is_closed:
+            self._client = httpx.AsyncClient(
+                follow_redirects=False, cookies=_NoCookies(),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0),
+            )
+            self._loop = loop
+        return self._client
+
+    @staticmethod
+    async def _follow(client: Any, url: str, headers: dict[str, str], timeout: Any) -> Any:
+        """The final response (streaming) after at most 10 redirects. Cookies set during the
+        redirects are kept for this fetch only, in its own jar (the client keeps none)."""
+        import httpx
+
+        jar = httpx.Cookies()
+        for _ in range(11):
+            request = client.build_request("GET", url, headers=headers, timeout=timeout, cookies=jar)
+            response = await client.send(request, stream=True, follow_redirects=False)
+            if not response.has_redirect_location:  # 301, 302, 303, 307, 308 with a Location (not a 304)
+                return response
+            jar.extract_cookies(response)
+            url = str(response.url.join(response.headers["location"]))
+            await response.aclose()
+        raise httpx.TooManyRedirects("too many redirects", request=request)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose()
+
+    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
         import httpx
 
         limits = self.fetcher.limits
@@ -355,23 +413,31 @@ class HttpEngine(Engine):
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,application/pdf;q=0.8,*/*;q=0.5",
             "Accept-Language": f"{target.locale},{target.locale.split('-')[0]};q=0.9,en;q=0.5",
         }
+        if validators is not None:
+            if validators.etag:
+                headers["If-None-Match"] = validators.etag
+            if validators.last_modified:
+                headers["If-Modified-Since"] = validators.last_modified
         timeout = httpx.Timeout(target.timeout)
+        client = self._http()
         try:
             async with asyncio.timeout(target.timeout):
                 try:
-                    async with httpx.AsyncClient(follow_redirects=True, timeout=timeout, headers=headers, max_redirects=10) as client:
-                        async with client.stream("GET", url) as response:
-                            declared = response.headers.get("content-length", "").strip()
-                            if declared.isdigit() and int(declared) > limits.max_bytes:
+                    response = await self._follow(client, url, headers, timeout)
+                    try:
+                        declared = response.headers.get("content-length", "").strip()
+                        if declared.isdigit() and int(declared) > limits.max_bytes:
+                            raise _too_large(url, "the page", limits.max_bytes, response.status_code)
+                        chunks: list[bytes] = []
+                        size = 0
+                        async for chunk in response.aiter_bytes():  # decompressed, chunk by chunk
+                            size += len(chunk)
+                            if size > limits.max_bytes:
                                 raise _too_large(url, "the page", limits.max_bytes, response.status_code)
-                            chunks: list[bytes] = []
-                            size = 0
-                            async for chunk in response.aiter_bytes():  # decompressed, chunk by chunk
-                                size += len(chunk)
-                                if size > limits.max_bytes:
-                                    raise _too_large(url, "the page", limits.max_bytes, response.status_code)
-                                chunks.append(chunk)
-                            body = b"".join(chunks)
+                            chunks.append(chunk)
+                        body = b"".join(chunks)
+                    finally:
+                        await response.aclose()
                 except httpx.TimeoutException:
                     raise FetchError("timeout", f"{url} did not answer within {target.timeout:g}s", url=url) from None
                 except httpx.TooManyRedirects:
@@ -385,6 +451,12 @@ class HttpEngine(Engine):
         if not same_site(url, final_url):
             raise _left_site(url, final_url, response.status_code)
         head = {k.lower(): v for k, v in response.headers.items()}
+        if response.status_code == 304 and validators is not None:
+            return Page(
+                url=url, final_url=validators.final_url or final_url, status=304, body=b"", content_type=validators.content_type,
+                engine="http", etag=head.get("etag") or validators.etag,
+                last_modified=head.get("last-modified") or validators.last_modified, not_modified=True,
+            )
         error = _status_error(response.status_code, url, body, head)
         if error:
             raise error
@@ -395,6 +467,20 @@ class HttpEngine(Engine):
         )
 
 
+class _NoCookies:
+    """A cookie jar that keeps nothing: the shared client must not carry one target's
+    cookies to the next (each fetch starts as a fresh visitor, as with a client per fetch)."""
+
+    def __new__(cls) -> Any:
+        import http.cookiejar
+
+        class _Policy(http.cookiejar.DefaultCookiePolicy):
+            def set_ok(self, cookie: Any, request: Any) -> bool:
+                return False
+
+        return http.cookiejar.CookieJar(policy=_Policy())
+
+
 _NET_ERROR = re.compile(r"net::(ERR_[A-Z_]+)")
 _DNS_CODES = {"ERR_NAME_NOT_RESOLVED", "ERR_NAME_RESOLUTION_FAILED", "ERR_ADDRESS_UNREACHABLE"}
 _TIMEOUT_CODES = {"ERR_TIMED_OUT", "ERR_CONNECTION_TIMED_OUT"}
@@ -402,7 +488,10 @@ _TIMEOUT_CODES = {"ERR_TIMED_OUT", "ERR_CONNECTION_TIMED_OUT"}
 
 @engine("browser")
 class BrowserEngine(Engine):
-    """A shared headless Chromium through Playwright; a fresh context for every fetch.
+    """A shared headless Chromium through Playwright; contexts reused per host (see _release).
+
+    A page is read after its `load` event, then the target's `wait_for` (or first `select`),
+    or else, for a page with scripts, a short DOM-quiet window (_settle); not `networkidle`.
 
     Each fetch runs under a deadline (the target's timeout) and a `_Watch` that sees, from
     the browser's network events rather than from inside the page, the bytes the page
@@ -421,6 +510,7 @@ class BrowserEngine(Engine):
         self._fetches = 0
         self._active = 0
         self._suspect = False  # an unexplained browser error: relaunch before the next fetch
+        self._idle: dict[tuple[str, str, str], list[tuple[Any, Any]]] = {}  # (host, user agent, locale) -> idle (context, page)
         self.launches = 0
         self.version: str | None = None
 
@@ -461,6 +551,7 @@ class BrowserEngine(Engine):
             pass
 
     async def _close_browser(self) -> None:
+        self._idle.clear()  # they close with their browser
         browser, self._browser = self._browser, None
         self._cdp, self._pid = None, None
         if browser is not None:
@@ -482,7 +573,7 @@ class BrowserEngine(Engine):
             except Exception:
                 pass
 
-    async def get(self, url: str, target: Target) -> Page:
+    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -513,7 +604,10 @@ class BrowserEngine(Engine):
             if work.done() and not work.cancelled():
                 work.exception()  # retrieved: an abandoned load's error is not news
             self._active -= 1
-            await self._discard(held.get("context"), url, abandoned=abandoned)
+            if work.done() and not work.cancelled() and work.exception() is None and not watch.error.done():
+                await self._release(held, browser, watch)
+            else:
+                await self._discard(held.get("context"), url, abandoned=abandoned)
 
     async def _load(self, browser: Any, url: str, target: Target, held: dict[str, Any], watch: _Watch, deadline: float) -> Page:
         from playwright.async_api import Error as PlaywrightError
@@ -525,15 +619,25 @@ class BrowserEngine(Engine):
         def remaining() -> float:
             return max(0.1, deadline - loop.time())
 
-        context = held["context"] = await browser.new_context(
-            user_agent=target.user_agent, locale=target.locale, service_workers="block",
-            accept_downloads=False, java_script_enabled=True,
-        )
-        await context.route("**/*", _block_heavy)
-        page = await context.new_page()
+        key = ((urlsplit(url).hostname or "").lower(), target.user_agent, target.locale)
+        held["key"] = key
+        idle = self._idle.get(key)
+        page = None
+        if idle:
+            context, page = idle.pop()
+            held["context"] = context
+        else:
+            context = held["context"] = await browser.new_context(
+                user_agent=target.user_agent, locale=target.locale, service_workers="block",
+                accept_downloads=False, java_script_enabled=True,
+            )
+        if page is None or page.is_closed():
+            page = await context.new_page()
+        held["page"] = page
         await watch.attach(context, page)
+        held["session"] = watch.session
         try:
-            response = await page.goto(url, wait_until="domcontentloaded", timeout=remaining() * 1000)
+            response = await page.goto(url, wait_until="load", timeout=remaining() * 1000)
         except PlaywrightError as exc:
             watch.check()
             if "Download is starting" in str(exc) or "net::ERR_ABORTED" in str(exc):
@@ -564,15 +668,11 @@ class BrowserEngine(Engine):
                 if looks_like_bot_wall(body):
                     raise FetchError("bot-wall", f"{url} showed a bot wall or captcha", url=url, status=status) from None
                 raise FetchError("selector-missing", f"{wanted!r} did not appear on {url} within {target.timeout:g}s", url=url, status=status) from None
-        if deadline - loop.time() > 0.2:
-            try:
-                await page.wait_for_load_state("networkidle", timeout=min(remaining(), 3.0) * 1000)
-            except PlaywrightTimeout:
-                pass  # pages that poll forever: capture what is there
+        elif deadline - loop.time() > 0.2:
+            await self._settle(page, watch, url, min(remaining() - 0.1, SETTLE_CAP))
         watch.loaded = True  # loaded or not, the page is what we read now: it may not navigate any more
         watch.check()
-        await self._read(page.evaluate(_REMOVE_OVERLAYS, load_data("consent.yaml")["selectors"]), url)
-        nodes = await self._read(page.evaluate("() => document.getElementsByTagName('*').length"), url)
+        nodes = await self._read(page.evaluate(_REMOVE_OVERLAYS, load_data("consent.yaml")["selectors"]), url)
         if nodes > limits.max_dom_nodes:
             raise FetchError("too-large", f"{url}: the page has {nodes} elements (limit {limits.max_dom_nodes}); not recorded", url=url, status=status)
         html = await self._read(page.content(), url)
@@ -588,6 +688,52 @@ class BrowserEngine(Engine):
             content_type="text/html; charset=utf-8", engine="browser", etag=headers.get("etag"),
             last_modified=headers.get("last-modified"), browser_version=self.version,
         )
+
+    async def _settle(self, page: Any, watch: _Watch, url: str, cap: float) -> None:
+        """After `load`, with no `wait_for`: a page without scripts is done; one with scripts
+        until its DOM has been quiet for SETTLE_QUIET with no XHR or fetch in flight, at most
+        `cap` (pages that poll forever are read as they are then). Not `networkidle`, which
+        always costs half a second more."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + max(0.0, cap)
+        while True:
+            left = end - loop.time()
+            if left <= 0:
+                return
+            quiet = await self._read(page.evaluate(_DOM_QUIET, {"quiet": SETTLE_QUIET * 1000, "cap": left * 1000}), url)
+            if quiet == "static":
+                return
+            if watch.inflight == 0:
+                return
+            await watch.idle(end - loop.time())
+
+    async def _release(self, held: dict[str, Any], browser: Any, watch: _Watch) -> None:
+        """After a good fetch: take the fetch's watch off its page, clear the site's storage,
+        leave the page for about:blank (its scripts stop), clear the context's cookies and
+        permissions, and keep context and page for the next fetch of the same host (same user
+        agent and locale): a new page would cost a new renderer. A context serves one fetch at
+        a time; a failed fetch's is closed."""
+        context, page, key = held.get("context"), held.get("page"), held.get("key")
+        if context is None:
+            return
+        try:
+            async with asyncio.timeout(self.fetcher.limits.close_time):
+                origin = _origin(page.url) if page is not None else None
+                if page is not None:
+                    session = held.get("session")
+                    if origin and session is not None:
+                        await session.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
+                    await watch.detach()
+                    await page.goto("about:blank")
+                await context.clear_cookies()
+                await context.clear_permissions()
+        except Exception:  # cannot be cleaned: not reused
+            await self._discard(context, "", abandoned=False)
+            return
+        if browser is not self._browser or key is None or sum(len(v) for v in self._idle.values()) >= MAX_IDLE_CONTEXTS:
+            await self._discard(context, "", abandoned=False)
+            return
+        self._idle.setdefault(key, []).append((context, page))
 
     async def _read(self, awaitable: Any, url: str) -> Any:
         """An answer from the renderer, within Limits.script_time: a renderer that cannot
@@ -642,6 +788,7 @@ class BrowserEngine(Engine):
             except OSError:
                 pass
         async with self._lock:
+            self._idle.clear()
             browser, self._browser = self._browser, None
             self._cdp, self._pid = None, None
             if pid is None:
@@ -702,6 +849,10 @@ class _Watch:
         self.page: Any = None
         self.received = 0
         self.documents: dict[str, int] = {}  # DevTools request id -> bytes received
+        self.session: Any = None
+        self.inflight = 0  # XHR and fetch requests under way (the page may still render what they bring)
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def trip(self, error: FetchError) -> None:
         if not self.error.done():
@@ -715,15 +866,62 @@ class _Watch:
         self.page = page
         page.on("load", self._on_load)
         page.on("request", self._on_request)
-        session = await context.new_cdp_session(page)
+        page.on("requestfinished", self._on_request_done)
+        page.on("requestfailed", self._on_request_done)
+        session = self.session = await context.new_cdp_session(page)
         session.on("Network.responseReceived", self._on_response)
         session.on("Network.dataReceived", self._on_data)
+        session.on("Fetch.requestPaused", self._on_paused)
         await session.send("Network.enable")
+        # images, media and fonts are never loaded: only they are paused (and failed), so the
+        # document and scripts do not wait on a round trip through this process
+        await session.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "resourceType": t} for t in _BLOCKED_CDP_TYPES]})
+
+    async def detach(self) -> None:
+        """Stop watching the page (it is kept for another fetch, which brings its own watch)."""
+        page, session = self.page, self.session
+        for name, handler in (("load", self._on_load), ("request", self._on_request),
+                              ("requestfinished", self._on_request_done), ("requestfailed", self._on_request_done)):
+            page.remove_listener(name, handler)
+        if session is not None:
+            await session.detach()
+
+    def _on_paused(self, event: dict[str, Any]) -> None:
+        asyncio.ensure_future(self._fail(event.get("requestId", "")))
+
+    async def _fail(self, request_id: str) -> None:
+        try:
+            await self.session.send("Fetch.failRequest", {"requestId": request_id, "errorReason": "BlockedByClient"})
+        except Exception:  # the page is gone already
+            pass
 
     def _on_load(self, _page: Any) -> None:
         self.loaded = True  # the document's load event: from here on, a navigation leaves it
 
+    async def idle(self, timeout: float) -> None:
+        """Until no XHR or fetch is in flight, at most `timeout` seconds."""
+        if timeout > 0:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _tracked(self, request: Any) -> bool:
+        try:
+            return request.resource_type in ("xhr", "fetch")
+        except Exception:
+            return False
+
+    def _on_request_done(self, request: Any) -> None:
+        if self._tracked(request) and self.inflight > 0:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.set()
+
     def _on_request(self, request: Any) -> None:
+        if self._tracked(request):
+            self.inflight += 1
+            self._idle.clear()
         if not self.loaded:
             return  # redirects and script redirects during the load: the final URL's site is checked
         try:
@@ -754,17 +952,37 @@ class _Watch:
             self.trip(_too_large(self.url, "what the page loaded", self.limits.max_page_bytes))
 
 
-async def _block_heavy(route: Any) -> None:
-    if route.request.resource_type in BLOCKED_RESOURCES:
-        await route.abort()
-    else:
-        await route.continue_()
+_BLOCKED_CDP_TYPES = ("Image", "Media", "Font")  # BLOCKED_RESOURCES, as DevTools names them
 
 
+# After `load`: how long the DOM must stay unchanged before a scripted page is read, and the
+# most any page waits for that (README: "How the browser engine reads a page").
+SETTLE_QUIET = 0.3
+SETTLE_CAP = 3.0
+MAX_IDLE_CONTEXTS = 8  # kept open between fetches, over all hosts (the daemon's memory budget)
+
+_DOM_QUIET = """({quiet, cap}) => new Promise((resolve) => {
+  if (!document.querySelector('script, iframe, frame, meta[http-equiv="refresh" i]')) { resolve('static'); return; }
+  let timer = null;
+  const done = (why) => { observer.disconnect(); clearTimeout(timer); clearTimeout(limit); resolve(why); };
+  const observer = new MutationObserver(() => { clearTimeout(timer); timer = setTimeout(() => done('quiet'), quiet); });
+  observer.observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
+  timer = setTimeout(() => done('quiet'), quiet);
+  const limit = setTimeout(() => done('cap'), cap);
+})"""
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+# Removes the consent overlays and answers the DOM's size: one round trip to the renderer.
 _REMOVE_OVERLAYS = """(selectors) => {
   for (const s of selectors) {
     try { document.querySelectorAll(s).forEach((e) => e.remove()); } catch (e) {}
   }
+  return document.getElementsByTagName('*').length;
 }"""
 
 
@@ -828,14 +1046,14 @@ class Fetcher:
         for eng in self._engines.values():
             await eng.close()
 
-    async def get(self, url: str, target: Target, engine_name: str) -> Page:
+    async def get(self, url: str, target: Target, engine_name: str, validators: Validators | None = None) -> Page:
         """One page, with retries and backoff for transient failures (Retry-After honoured)."""
         attempts = 0
         while True:
             attempts += 1
             slot = await self.gate(url)
             try:
-                page = await self._attempt(url, target, engine_name)
+                page = await self._attempt(url, target, engine_name, validators)
                 page.attempts = attempts
                 return page
             except FetchError as exc:
@@ -850,14 +1068,14 @@ class Fetcher:
                 slot.release()
             await self._sleep(wait)
 
-    async def _attempt(self, url: str, target: Target, engine_name: str) -> Page:
+    async def _attempt(self, url: str, target: Target, engine_name: str, validators: Validators | None = None) -> Page:
         """One attempt. Each engine keeps to the target's timeout itself (and closes what it
         opened); this outer bound, with room for that closing and a browser launch, only
         guarantees that no attempt outlives it whatever an engine does."""
         bound = target.timeout + self.limits.close_time + 30.0
         try:
             async with asyncio.timeout(bound):
-                page = await self.engine(engine_name).get(url, target)
+                page = await self.engine(engine_name).get(url, target, validators)
         except TimeoutError:
             raise FetchError("timeout", f"{url} did not finish within {target.timeout:g}s (the fetch's time limit)", url=url) from None
         if 200 <= page.status < 300:
@@ -888,20 +1106,34 @@ async def capture_target(
     engine_choice: str | None = None,
     previous_length: int | None = None,
     known: tuple[str, str] | None = None,
+    validators: Validators | None = None,
+    known_raw: str | None = None,
 ) -> Capture:
     """Fetch every page of a target and extract one document, never raising FetchError:
     failures come back on the Capture, classified, with a fetch record for the store.
 
     `known` is (extraction key, text sha256) of the last fetch: when the new bytes give the
-    same key, extraction is skipped and the Capture says so (`same_as`)."""
+    same key, extraction is skipped and the Capture says so (`same_as`). With `validators`
+    (and `known`, and `known_raw`, the last fetch's raw sha256) a one-page target fetched
+    over HTTP is asked conditionally; a 304 is the same bytes, so the same key, no body."""
     started = utcnow()
     chosen = target.engine
     if chosen == "auto" and engine_choice in ("http", "browser"):
         chosen = engine_choice
     pages: list[Page] = []
     engine_used = chosen if chosen != "auto" else "http"
+    if validators is not None and known is not None and known_raw and len(target.urls) == 1 and chosen in ("http", "auto"):
+        try:
+            page = await fetcher.get(target.url, target, "http", validators)
+        except FetchError as exc:
+            record = _record(target, started, [], "http", fetcher, error=exc)
+            return Capture(target.id, record, error=exc, engine_choice=None)
+        if page.not_modified:
+            record = replace(_record(target, started, [page], "http", fetcher), raw_sha256=known_raw, extract_key=known[0])
+            return Capture(target.id, record, document=None, raws=[], engine_choice="http" if target.engine == "auto" else None, same_as=known[1])
+        pages = [page]  # the server sent the page (changed, or it ignores validators): go on with it
     try:
-        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known)
+        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known, pages)
     except FetchError as exc:
         record = _record(target, started, pages, engine_used, fetcher, error=exc)
         return Capture(target.id, record, error=exc, engine_choice=None)
@@ -920,22 +1152,27 @@ def _combined_sha(raws: list[RawPart]) -> str:
 
 
 async def _fetch_and_extract(
-    fetcher: Fetcher, target: Target, chosen: str, previous_length: int | None, known: tuple[str, str] | None
+    fetcher: Fetcher, target: Target, chosen: str, previous_length: int | None, known: tuple[str, str] | None,
+    fetched: list[Page] | None = None,
 ) -> tuple[Document | None, list[Page], str, str]:
     """(document, pages, engine used, extraction key); the document is None when the key
-    equals the known one (same bytes as last time: nothing to extract)."""
+    equals the known one (same bytes as last time: nothing to extract). `fetched` are pages
+    already got over HTTP (a conditional request the server answered in full)."""
     if chosen != "auto":
-        pages = [await fetcher.get(url, target, chosen) for url in target.urls]
+        pages = fetched or [await fetcher.get(url, target, chosen) for url in target.urls]
         key = extraction_key(target, pages)
         if known and known[0] == key:
             return None, pages, chosen, key
         return _extract_checked(target, pages, previous_length), pages, chosen, key
     # auto: plain HTTP first; the browser when the page needs it.
     try:
-        pages = [await fetcher.get(url, target, "http") for url in target.urls]
+        pages = fetched or [await fetcher.get(url, target, "http") for url in target.urls]
+        key = extraction_key(target, pages)
+        if known and known[0] == key:
+            return None, pages, "http", key  # the same bytes that HTTP gave last time, and sufficed
         document = _extract_checked(target, pages, previous_length)
         if not _needs_browser(pages, document):
-            return document, pages, "http", extraction_key(target, pages)
+            return document, pages, "http", key
     except FetchError as exc:
         if exc.kind not in ("bot-wall", "http-403", "http-401", "selector-missing", "too-short", "empty", "http-error"):
             raise

@@ -78,6 +78,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
+_FETCH_COLUMNS = (
+    "target_id", "started_at", "finished_at", "duration_ms", "requested_url", "final_url", "status", "content_type",
+    "etag", "last_modified", "engine", "browser_version", "attempts", "outcome", "error_kind", "error_message",
+    "raw_sha256", "text_sha256", "version_id", "extract_key",
+)
+_INSERT_FETCH = f"insert into fetches ({', '.join(_FETCH_COLUMNS)}) values ({', '.join('?' * len(_FETCH_COLUMNS))})"
+
+
 class Store:
     """The database and the snapshot directory, opened together."""
 
@@ -153,6 +161,13 @@ class Store:
         else:
             conn.execute("COMMIT")
 
+    def _one(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
+        """One row as a dict, straight from the connection: sqlite-utils wraps every query
+        in a savepoint, and the per-check path is a handful of these."""
+        cursor = self.db.conn.execute(sql, params)
+        row = cursor.fetchone()
+        return dict(zip([c[0] for c in cursor.description], row)) if row is not None else None
+
     # ------------------------------------------------------------------ meta
 
     def get_meta(self, key: str) -> str | None:
@@ -184,8 +199,7 @@ class Store:
                     self.db["targets"].update(t.id, row)
 
     def target_row(self, target_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("select * from targets where id = ?", [target_id]))
-        return rows[0] if rows else None
+        return self._one("select * from targets where id = ?", [target_id])
 
     def update_target(self, target_id: str, **values: Any) -> None:
         with self.write():
@@ -212,37 +226,47 @@ class Store:
             "raw_sha256": fetch.raw_sha256, "text_sha256": fetch.text_sha256, "version_id": version_id,
             "extract_key": fetch.extract_key,
         }
-        fetch_id = self.db["fetches"].insert(row).last_pk
+        conn = self.db.conn
+        fetch_id = conn.execute(_INSERT_FETCH, [row[c] for c in _FETCH_COLUMNS]).lastrowid
         if not live:
             return int(fetch_id)
-        target = self.target_row(fetch.target_id) or {}
-        update: dict[str, Any] = {"last_fetch_at": fetch.finished_at}
+        # one statement, the failure count kept by SQLite (no read of the row first)
         if outcome == "failed":
-            update["consecutive_failures"] = (target.get("consecutive_failures") or 0) + 1
-            update["last_error_kind"] = fetch.error_kind
+            conn.execute(
+                "update targets set last_fetch_at = ?, consecutive_failures = coalesce(consecutive_failures, 0) + 1, "
+                "last_error_kind = ? where id = ?", [fetch.finished_at, fetch.error_kind, fetch.target_id],
+            )
         else:
-            update["consecutive_failures"] = 0
-            update["last_success_at"] = fetch.finished_at
-            update["last_error_kind"] = None
-        if outcome == "new-version":
-            update["last_change_at"] = fetch.finished_at
-        self.db["targets"].update(fetch.target_id, update)
+            conn.execute(
+                "update targets set last_fetch_at = ?, consecutive_failures = 0, last_success_at = ?, last_error_kind = null, "
+                "last_change_at = case when ? then ? else last_change_at end where id = ?",
+                [fetch.finished_at, fetch.finished_at, outcome == "new-version", fetch.finished_at, fetch.target_id],
+            )
         return int(fetch_id)
 
     def known_extraction(self, target_id: str, latest: Version | None) -> tuple[str, str] | None:
         """(extract_key, text sha256) of the last successful live fetch, if its text is still
         the latest version's (`latest`, as the caller read it): a fetch with the same key can
         skip extraction."""
+        row = self.last_good_fetch(target_id, latest)
+        return (row["extract_key"], row["text_sha256"]) if row else None
+
+    def last_good_fetch(self, target_id: str, latest: Version | None) -> dict[str, Any] | None:
+        """The last successful live fetch (extract_key, text_sha256, raw_sha256, engine, etag,
+        last_modified, final_url, content_type), if its text is still `latest`'s: what the
+        next check may skip extraction, or ask conditionally, by."""
         if latest is None:
             return None
-        rows = list(self.db.query(
-            "select extract_key, text_sha256 from fetches where target_id = ? and outcome in ('new-version', 'unchanged') "
+        row = self.db.conn.execute(
+            "select extract_key, text_sha256, raw_sha256, engine, etag, last_modified, coalesce(final_url, requested_url), "
+            "content_type from fetches where target_id = ? and outcome in ('new-version', 'unchanged') "
             "and extract_key is not null order by started_at desc, id desc limit 1",
             [target_id],
-        ))
-        if not rows or rows[0]["text_sha256"] != latest.text_sha256:
+        ).fetchone()
+        if row is None or row[1] != latest.text_sha256:
             return None
-        return rows[0]["extract_key"], rows[0]["text_sha256"]
+        keys = ("extract_key", "text_sha256", "raw_sha256", "engine", "etag", "last_modified", "final_url", "content_type")
+        return dict(zip(keys, row))
 
     def last_fetch(self, target_id: str) -> dict[str, Any] | None:
         """The latest live fetch (archive fetches made by imports are not checks of the page)."""
@@ -270,10 +294,8 @@ class Store:
         return out
 
     def latest_version(self, target_id: str) -> Version | None:
-        rows = list(self.db.query(
-            "select * from versions where target_id = ? order by observed_at desc, seq desc limit 1", [target_id]
-        ))
-        return Version.from_row(rows[0]) if rows else None
+        row = self._one("select * from versions where target_id = ? order by observed_at desc, seq desc limit 1", [target_id])
+        return Version.from_row(row) if row else None
 
     def versions(self, target_id: str) -> list[Version]:
         """All versions of a target in time order (imports interleave by observed time)."""
@@ -436,7 +458,7 @@ class Store:
                 raw_meta = self._write_files(outcome.target_id, cand.raws, text_bytes, sha256_bytes(text_bytes))
         with self.write():
             if outcome.engine_choice:
-                self.db["targets"].update(outcome.target_id, {"engine_choice": outcome.engine_choice})
+                self.db.conn.execute("update targets set engine_choice = ? where id = ?", [outcome.engine_choice, outcome.target_id])
             for record, kind in outcome.fetches:
                 self._record_fetch(record, kind)
             committed = Committed("failed" if outcome.failed else "unconfirmed")
@@ -457,12 +479,15 @@ class Store:
             self._record_fetch(fetch, "stale")  # another check saw the page later and stored it
             return Committed("unchanged")
         document = cand.document
+        known = None
         if document is None:  # same bytes as the last fetch, whose text is no longer the latest
             known = self.find_text(target_id, text_sha)
             if known is None:
                 raise StoreError(f"{target_id}: text {text_sha[:12]} of an unchanged fetch is not stored; run `monitor verify`")
             document = self.document(known)
             text_bytes = self.read_text(known).encode("utf-8")
+        if raw_meta is None and not cand.raws and known is not None:  # a 304: the raw files are the known version's
+            raw_meta = list(known.raws)
         if raw_meta is None:  # the latest moved after the files were skipped
             raw_meta = self._write_files(target_id, cand.raws, text_bytes, text_sha)
         version = self._insert_version(
@@ -480,7 +505,7 @@ class Store:
     def _update_state(self, outcome: CheckOutcome) -> str | None:
         """Move a target into `failing` after N consecutive failures, and out of it on success,
         queueing the state alert with it. Returns 'failing' or 'recovered' when it changed."""
-        row = self.target_row(outcome.target_id) or {}
+        row = self._one("select state, consecutive_failures from targets where id = ?", [outcome.target_id]) or {}
         state = row.get("state") or "new"
         failures = row.get("consecutive_failures") or 0
         if outcome.failed and state != "failing" and failures >= outcome.failure_threshold:
@@ -489,11 +514,11 @@ class Store:
             change, detail = "recovered", "checks succeed again"
         else:
             if not outcome.failed and state != "ok":
-                self.db["targets"].update(outcome.target_id, {"state": "ok"})
+                self.db.conn.execute("update targets set state = 'ok' where id = ?", [outcome.target_id])
             return None
-        self.db["targets"].update(
-            outcome.target_id,
-            {"state": "failing" if change == "failing" else "ok", "failing_since": utcnow() if change == "failing" else None},
+        self.db.conn.execute(
+            "update targets set state = ?, failing_since = ? where id = ?",
+            ["failing" if change == "failing" else "ok", utcnow() if change == "failing" else None, outcome.target_id],
         )
         self._insert_alerts(outcome.state_alerts(change, detail) if outcome.state_alerts else [])
         return change

@@ -294,6 +294,7 @@ DEFAULTS_FIELDS = (
     FieldSpec("host_delay", "duration", "Minimum pause between two requests to one host.", parse_duration, "1s"),
     FieldSpec("recycle_after", "number", "Restart the browser after this many fetches (bounds memory).", _positive_int, 200),
     FieldSpec("lang", "language code", "Language of the documents, when the page does not say.", _lang, "en"),
+    FieldSpec("conditional", "true|false", "Send If-None-Match/If-Modified-Since from the last fetch; a 304 is an unchanged check.", _bool, True),
 )
 
 STORAGE_FIELDS = (
@@ -413,6 +414,7 @@ class Defaults:
     host_delay: float
     recycle_after: int
     lang: str
+    conditional: bool = True
 
 
 @dataclass(frozen=True)

@@ -222,3 +222,124 @@ def test_a_revert_is_reported_as_such(tmp_path: Path, site: Site) -> None:
     with open_store(config) as store:
         last = next(store.db.query("select signals from changes order by id desc limit 1"))
     assert json.loads(last["signals"]) == [{"kind": "reverted", "message": "reverted to version 1", "version": 1}]
+
+
+class ConditionalSite:
+    """A real http.server that answers conditional GETs by ETag or Last-Modified (a server
+    choosing one), and counts full answers and 304s."""
+
+    def __init__(self, use: str) -> None:
+        import threading
+        from collections import Counter
+
+        from .conftest import local_server
+
+        self.use = use  # "etag" or "last-modified"
+        self.bodies: dict[str, bytes] = {}
+        self.stamps: dict[str, str] = {}
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.server = local_server(self._serve)
+        self.port = self.server.server_address[1]
+
+    def set(self, path: str, html: str, stamp: str) -> str:
+        with self.lock:
+            self.bodies[path], self.stamps[path] = html.encode(), stamp
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self, handler: Any, head: bool) -> None:
+        with self.lock:
+            body, stamp = self.bodies[handler.path], self.stamps[handler.path]
+        name, asked = ("ETag", "If-None-Match") if self.use == "etag" else ("Last-Modified", "If-Modified-Since")
+        value = f'"{stamp}"' if self.use == "etag" else stamp
+        if handler.headers.get(asked) == value:
+            with self.lock:
+                self.counts["304"] += 1
+            handler.send_response(304)
+            handler.send_header(name, value)
+            handler.end_headers()
+            return
+        with self.lock:
+            self.counts["200"] += 1
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("use", ["etag", "last-modified"])
+def test_conditional_requests_make_an_unchanged_check_a_304(tmp_path: Path, use: str) -> None:
+    server = ConditionalSite(use)
+    try:
+        stamps = ["v1", "Tue, 01 Dec 2026 10:00:00 GMT"]
+        stamp = stamps[0] if use == "etag" else stamps[1]
+        targets = [
+            {"id": f"t{i}", "service": "S", "document": "privacy-policy", "url": server.set(f"/p{i}", page(*POLICY, title=f"Policy {i}"), stamp)}
+            for i in range(3)
+        ]
+        config = write_config(tmp_path, targets)
+        assert run_cli("--config", str(config), "check").code == 0
+        assert server.counts == {"200": 3}
+        again = run_cli("--config", str(config), "check")
+        assert again.code == 0 and again.out.count(": unchanged") == 3, again.out
+        assert server.counts == {"200": 3, "304": 3}
+        with open_store(config) as store:
+            rows = list(store.db.query("select target_id, outcome, status, text_sha256, raw_sha256, extract_key from fetches order by id"))
+        first, second = rows[:3], rows[3:]
+        assert [r["outcome"] for r in second] == ["unchanged"] * 3 and [r["status"] for r in second] == [304] * 3
+        for before, after in zip(sorted(first, key=lambda r: r["target_id"]), sorted(second, key=lambda r: r["target_id"])):
+            assert (before["text_sha256"], before["raw_sha256"], before["extract_key"]) == (after["text_sha256"], after["raw_sha256"], after["extract_key"])
+
+        # a change gets a new validator and a full answer: a new version
+        server.set("/p1", page(*POLICY[:3], AI_CLAUSE, *POLICY[3:], title="Policy 1"), "v2" if use == "etag" else "Wed, 02 Dec 2026 10:00:00 GMT")
+        changed = run_cli("--config", str(config), "check")
+        assert "new version t1@2" in changed.out, changed.out
+        assert server.counts == {"200": 4, "304": 5}
+        # the next check asks with the new validator
+        assert run_cli("--config", str(config), "check").code == 0
+        assert server.counts == {"200": 4, "304": 8}
+
+        # switched off: full GETs, still unchanged
+        write_config(tmp_path, targets, defaults={"conditional": False})
+        off = run_cli("--config", str(config), "check")
+        assert off.out.count(": unchanged") == 3, off.out
+        assert server.counts == {"200": 7, "304": 8}
+        with open_store(config) as store:
+            assert store.verify() == []
+    finally:
+        server.close()
+
+
+def test_an_unchanged_check_is_a_few_statements_in_one_transaction(tmp_path: Path, site: Site) -> None:
+    """Reading what the check needs, then one transaction: the fetch row and the target's
+    status. Counted, not timed."""
+    import asyncio
+
+    from monitor.check import CheckContext, check_target
+    from monitor.fetch import Fetcher
+
+    config = load_config(one_target(tmp_path, site))
+    statements: list[str] = []
+
+    async def go() -> list[str]:
+        with Store.open(config) as store:
+            store.sync_targets(config.targets)
+            async with Fetcher(config.defaults) as fetcher:
+                ctx = CheckContext(config, store, fetcher)
+                assert (await check_target(ctx, config.targets[0])).outcome == "first-version"
+                store.db.conn.set_trace_callback(statements.append)
+                outcome = (await check_target(ctx, config.targets[0])).outcome
+                store.db.conn.set_trace_callback(None)
+                return [outcome]
+
+    assert asyncio.run(go()) == ["unchanged"]
+    words = [s.split()[0].upper() for s in statements]
+    assert words.count("BEGIN") == 1 and words.count("COMMIT") == 1
+    assert len(statements) <= 10, statements
+    assert words.count("INSERT") == 1 and words.count("UPDATE") == 1

@@ -210,6 +210,55 @@ def test_each_fetch_starts_with_a_fresh_context(site: Site) -> None:
     assert sent == ["", "", ""]
 
 
+def test_contexts_are_reused_per_host_with_cookies_and_storage_cleared(site: Site) -> None:
+    """A context is kept for the next fetch of the same host (one fetch at a time in it);
+    what a page leaves behind (cookies, local storage) is cleared before it is reused."""
+    keep = "<script>document.cookie='seen=1; path=/'; localStorage.setItem('k', 'v');</script>"
+    show = "<script>document.addEventListener('DOMContentLoaded', function () { var p = document.createElement('p'); p.textContent = 'Stored value: ' + localStorage.getItem('k') + '.'; document.querySelector('main').appendChild(p); });</script>"
+    setter = site.set("/keep", page(*POLICY, extra=keep))
+    reader = site.set("/show", page(*POLICY, extra=show))
+
+    async def go() -> tuple[list[Capture], int]:
+        async with Fetcher(defaults(), sleep=no_sleep) as fetcher:
+            results = [await capture_target(fetcher, target(url, engine="browser")) for url in (setter, reader, setter)]
+            return results, len(fetcher.browser._browser.contexts)
+
+    results, contexts = asyncio.run(go())
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert contexts == 1
+    assert "Stored value: null." in [c.text for c in results[1].document.clauses]
+    assert [cookie for path, cookie in site.cookies if path in ("/keep", "/show")] == ["", "", ""]
+
+
+def test_content_fetched_by_script_after_load_is_captured(site: Site) -> None:
+    """No `networkidle`: the engine waits while an XHR/fetch is in flight, then for the DOM
+    to be quiet, so text a script fetches after the load event is still read."""
+    site.set("/late.json", '{"text": "We may use your content to train AI models."}', content_type="application/json", delay=0.6)
+    script = ("<script>addEventListener('load', function () { fetch('/late.json').then(function (r) { return r.json(); })"
+              ".then(function (d) { var p = document.createElement('p'); p.textContent = d.text; document.querySelector('main').appendChild(p); }); });</script>")
+    url = site.set("/late", page(*POLICY, extra=script))
+    result = capture(target(url, engine="browser"))
+    assert result.ok, result.error
+    assert "We may use your content to train AI models." in [c.text for c in result.document.clauses]
+
+
+def test_http_engine_keeps_cookies_for_one_fetch_only(site: Site) -> None:
+    """One client serves every fetch, but a cookie set during a fetch's redirects goes with
+    that fetch only: the next target is a fresh visitor."""
+    site.set("/final", page(*POLICY))
+    start = site.set("/start", b"", status=302, headers={"Location": "/final", "Set-Cookie": "gate=passed; Path=/"})
+    other = site.set("/other", page(*POLICY))
+
+    async def go() -> None:
+        async with Fetcher(defaults(), sleep=no_sleep) as fetcher:
+            for url in (start, other, start):
+                assert (await capture_target(fetcher, target(url, engine="http"))).ok
+
+    asyncio.run(go())
+    sent = [(path, cookie) for path, cookie in site.cookies]
+    assert sent == [("/start", ""), ("/final", "gate=passed"), ("/other", ""), ("/start", ""), ("/final", "gate=passed")]
+
+
 def test_pdf_policy_is_stored_raw_and_its_text_extracted(site: Site) -> None:
     pdf = make_pdf(["Privacy Policy", "", "Effective date: 2024-09-18", "", "We may use your content to train AI models."])
     url = site.set("/policy.pdf", pdf, content_type="application/pdf")

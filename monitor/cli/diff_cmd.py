@@ -63,7 +63,6 @@ def diff(state: State, old: str, new: str, fmt: str, cosmetic: bool, side_by_sid
     changed; 2 for a missing, unreadable or binary file or an unknown version.
     """
     from ..diff import compare
-    from ..report import render_diff_html, render_diff_markdown, render_diff_text
 
     stores: dict[str, Any] = {}
     try:
@@ -75,7 +74,11 @@ def diff(state: State, old: str, new: str, fmt: str, cosmetic: bool, side_by_sid
     result = compare(old_doc, new_doc).to_dict()
     if fmt == "json":
         text = json.dumps(result, ensure_ascii=False, indent=2) + "\n"
-    elif fmt == "html":
+        write_output(text, output)
+        return 0
+    from ..report import render_diff_html, render_diff_markdown, render_diff_text  # not needed for JSON
+
+    if fmt == "html":
         text = render_diff_html(result, title=f"{old} → {new}", side_by_side=side_by_side)
     elif fmt == "markdown":
         text = render_diff_markdown(result, title=f"{old} → {new}")

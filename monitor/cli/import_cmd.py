@@ -6,7 +6,6 @@ the work is done there, and this module only opens the store, shows progress and
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -71,6 +70,8 @@ def wayback(state: State, target_id: str, start: str | None, end: str | None, ev
     target = config.target(target_id)
     options = WaybackOptions.parse(archive_url=archive_url, start=start, end=end, every=every, rate=rate)
     with _context(config, target, alert=alert) as ctx:
+        import asyncio
+
         summary = asyncio.run(import_wayback(ctx, options))
     return _finish(config, summary, alert=alert)
 

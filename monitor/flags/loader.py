@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import pickle
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -298,17 +299,138 @@ def load_rules(languages: Iterable[str] | None = None, rules_dir: Path | str | N
     return _load_rules(langs, Path(rules_dir or RULES_DIR).resolve(), strict)
 
 
-@functools.cache
-def _load_rules(languages: tuple[str, ...] | None, rules_dir: Path, strict: bool = True) -> RuleSet:
+def _rule_paths(languages: tuple[str, ...] | None, rules_dir: Path) -> list[Path]:
     if languages is None:
         paths = sorted(rules_dir.glob("*.yaml"))
         if not paths:
             raise RuleError(f"{rules_dir}: file: no rule files (*.yaml)")
-    else:
-        paths = [rules_dir / f"{lang}.yaml" for lang in languages]
-        for path in paths:
-            if not path.is_file():
-                raise RuleError(f"{path}: file: no rule file for language {path.stem!r}")
+        return paths
+    paths = [rules_dir / f"{lang}.yaml" for lang in languages]
+    for path in paths:
+        if not path.is_file():
+            raise RuleError(f"{path}: file: no rule file for language {path.stem!r}")
+    return paths
+
+
+@functools.cache
+def _load_rules(languages: tuple[str, ...] | None, rules_dir: Path, strict: bool = True) -> RuleSet:
+    """Compiled once per process, and cached on disk (_DiskCache). A cache file is written only
+    once every regex of the rules has compiled, so a hit is as good as a strict load."""
+    paths = _rule_paths(languages, rules_dir)
+    cache = _DiskCache(paths)
+    ruleset = cache.load()
+    if ruleset is None:
+        ruleset = _compile_rules(paths, strict)
+        cache.save(ruleset)
+    return ruleset
+
+
+class _DiskCache:
+    """The compiled RuleSet of some rule files, pickled, keyed by the digests of those files,
+    of monitor/data/ai_actors.yaml and of the flags engine's own source (so an edit of either
+    is never answered from a stale cache), and by the Python version. Regexes are stored
+    uncompiled, with the literal pre-checks (needles) worked out: most clauses are settled by
+    a substring test, so a run compiles only the regexes its text reaches. Saved before first
+    use, so the file's size does not depend on what a run happened to compile. Any problem
+    reading or writing the cache only costs compiling the rules again.
+
+    Where: $MONITOR_CACHE_DIR, else $XDG_CACHE_HOME/privacy-monitor, else ~/.cache/privacy-monitor."""
+
+    VERSION = 1
+
+    def __init__(self, paths: Sequence[Path]):
+        import hashlib
+        import os
+        import sys
+
+        digest = hashlib.sha256(f"{self.VERSION}|{sys.version}|".encode())
+        engine = Path(__file__).resolve().parent
+        data = engine.parent / "data" / "ai_actors.yaml"
+        for path in [*paths, data, *sorted(engine.glob("*.py"))]:
+            digest.update(f"{path.name}|".encode())
+            try:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            except OSError:
+                digest.update(b"missing")
+        self.key = digest.hexdigest()
+        base = os.environ.get("MONITOR_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "privacy-monitor"
+        )
+        self.path = Path(base) / f"rules-{self.key[:32]}.pickle"
+
+    def load(self) -> RuleSet | None:
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return None
+        try:
+            ruleset = pickle.loads(data)  # noqa: S301 - our own file, named by the rules' digest
+        except Exception:
+            return None
+        return ruleset if isinstance(ruleset, RuleSet) else None
+
+    def save(self, ruleset: RuleSet) -> None:
+        import io
+        import os
+        import tempfile
+
+        nodes = _regex_nodes(ruleset)
+        try:
+            for node in nodes:
+                node.needles  # noqa: B018 - worked out now, stored with the rules
+        except RuleError:
+            return  # a bad regex (strict=False defers it): reported where it is used, not cached
+        buffer = io.BytesIO()
+        try:
+            _UncompiledPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(ruleset)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".rules.", dir=self.path.parent)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(buffer.getvalue())
+            os.replace(tmp, self.path)
+        except Exception:  # a read-only home, an unpicklable matcher: no cache, same rules
+            try:
+                os.unlink(tmp)
+            except Exception:
+                pass
+
+
+def _regex_nodes(ruleset: RuleSet) -> list[Regex]:
+    """Every Regex reachable from the rule set (rules, unless, gates, facets)."""
+    found: dict[int, Regex] = {}
+    seen: set[int] = set()
+    stack: list[Any] = [ruleset]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Regex):
+            found[id(obj)] = obj
+        elif isinstance(obj, Mapping):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            stack.extend(vars(obj).values())
+    return list(found.values())
+
+
+def _uncompiled() -> None:
+    return None
+
+
+class _UncompiledPickler(pickle.Pickler):
+    """Stores a compiled regex as None (unpickling would compile every one of them again):
+    a Regex node compiles its pattern on first use."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, re.Pattern):
+            return _uncompiled, ()
+        return NotImplemented
+
+
+def _compile_rules(paths: Sequence[Path], strict: bool = True) -> RuleSet:
     rules: list[Rule] = []
     facets: dict[str, Facets] = {}
     seen: dict[str, Path] = {}
