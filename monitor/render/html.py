@@ -141,21 +141,39 @@ def timeline(target_id: str, versions: Sequence[dict[str, Any]], flagged_version
     }
 
 
-def _article_chunks(articles: Iterable[tuple[Article, Markup]], size: int = 500) -> Iterator[Markup]:
-    """Articles rendered a few hundred at a time: one template call per batch, not per change."""
+def _article_chunks(articles: Iterable[tuple[Article, str]], size: int = 500) -> Iterator[str]:
+    """Articles rendered a few hundred at a time: one template call per batch, not per change.
+    Each fragment was rendered (and escaped) by clauses.html.j2 and each Article field is
+    escaped Markup, so the batches are page HTML as they are."""
     template = environment().get_template("articles.html.j2")
-    batch: list[tuple[Article, Markup]] = []
+    batch: list[tuple[Article, str]] = []
     for article in articles:
         batch.append(article)
         if len(batch) == size:
-            yield Markup(template.render(articles=batch))  # noqa: S704 - autoescaped template output
+            yield template.render(articles=batch)
             batch = []
     if batch:
-        yield Markup(template.render(articles=batch))  # noqa: S704 - autoescaped template output
+        yield template.render(articles=batch)
 
 
-def _page(**context: Any) -> Iterator[str]:
-    return environment().get_template("report.html.j2").generate(script=Markup(SCRIPT), csp=csp(), **context)  # noqa: S704 - our own constant
+_ARTICLES_SLOT = "<!--articles-->"
+
+
+def _page(articles: Iterable[str], **context: Any) -> Iterator[str]:
+    """The page around its articles. The articles are streamed into the page's slot as they
+    are: passing megabytes of rendered HTML through the page template as Markup would copy
+    them again at each step (a third of the time of a 10,000-change report)."""
+    stream = environment().get_template("report.html.j2").generate(
+        script=Markup(SCRIPT), csp=csp(), articles=[Markup(_ARTICLES_SLOT)], **context  # noqa: S704 - our own constants
+    )
+    for piece in stream:
+        if _ARTICLES_SLOT in piece:
+            head, tail = piece.split(_ARTICLES_SLOT, 1)
+            yield head
+            yield from articles
+            yield tail
+        else:
+            yield piece
 
 
 def report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None) -> Iterator[str]:
@@ -185,7 +203,7 @@ def report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, s
             if line:
                 timelines.append(line)
     known: dict[tuple[str, str, str, str], tuple[str, Markup, Markup]] = {}
-    articles = _article_chunks((row_article(row, known), Markup(row_fragment(row, store, side_by_side=side_by_side))) for row in rows)  # noqa: S704 - rendered by clauses.html.j2
+    articles = _article_chunks((row_article(row, known), row_fragment(row, store, side_by_side=side_by_side)) for row in rows)
     yield from _page(
         title="Privacy monitor report",
         subtitle=f"{plural(len(rows), 'change')}, {flagged_total} flagged · generated {generated or utcnow()[:16].replace('T', ' ')} UTC",
@@ -207,7 +225,7 @@ def render_diff_html(diff: dict[str, Any], *, title: str | None = None, side_by_
         flagged=Markup("1" if view.flags else "0"), categories=escape(" ".join(view.categories)),  # noqa: S704 - constants
         meta=bdi(f"{view.dates_line} · {view.counts_line}"), signals=_signals([{"kind": s.kind, "message": s.message} for s in view.signals]),
     )
-    fragment = Markup(clauses_html(diff, side_by_side=side_by_side))  # noqa: S704 - rendered by clauses.html.j2
+    fragment = clauses_html(diff, side_by_side=side_by_side)
     return "".join(_page(
         title=view.title, subtitle="monitor diff", summary=[], timelines=[], articles=_article_chunks([(article, fragment)]), total=1,
         with_script=False, categories=[], targets=[],
