@@ -326,10 +326,8 @@ def _what_changed(o: Statement, n: Statement) -> list[tuple[str, str]]:
         widened(False, f"limit: + {_h(name)}")
     for name in lost("limit", n.limits, o.limits):
         widened(True, f"limit: - {_h(name)}")
-    if o.modality and n.modality and o.modality != n.modality:
-        (old_hedge, _, old_voice), (new_hedge, _, new_voice) = o.modality.partition(" "), n.modality.partition(" ")
-        if old_voice == new_voice:  # "we use" -> "your data may be used" only rewords it
-            widened(new_hedge == "will", f"modality: {old_hedge} -> {new_hedge}")
+    if o.modality and n.modality and o.modality != n.modality and o.passive == n.passive:
+        widened(n.modality == "will", f"modality: {o.modality} -> {n.modality}")  # not across voices: "we use" -> "may be used" rewords
     for name in gained("qualifier", n.qualifiers, o.qualifiers):
         found.append(("qualifier-added", f"qualifier: + {_h(name)}"))
         if name in EASIER:
@@ -485,7 +483,7 @@ def claim(st: Statement) -> str:
         data = "public " + (data if st.data else "content")
     rest = st.limits - {"public"}
     limits = f" ({_human(rest, '')})" if rest else ""
-    hedge = "may " if (st.modality or "").startswith("may") else ""
+    hedge = "may " if st.modality == "may" else ""
     negative = st.polarity == "does-not"
     if st.category == "ai-training":
         return f"does not use {data}{limits} to train AI" if negative else f"{hedge}use{'' if hedge else 's'} {data}{limits} to train AI"

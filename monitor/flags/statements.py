@@ -41,7 +41,8 @@ class Statement:
     data: frozenset[str] = frozenset()
     models: frozenset[str] = frozenset()  # what kind of model is trained (language, image, any AI ...)
     limits: frozenset[str] = frozenset()
-    modality: str | None = None
+    modality: str | None = None  # may | will (None: a promise not to, or an opt-out)
+    passive: bool = False  # "your data may be used": a modality is weighed only in the same voice
     qualifiers: frozenset[str] = frozenset()
     clause: int = -1  # which changed clause it came from (set by compare)
     around: frozenset[str] = field(default=frozenset(), compare=False)  # "kind:name" facets anywhere in the clause
@@ -55,7 +56,7 @@ class Statement:
     @property
     def signature(self) -> tuple[object, ...]:
         """Two statements with equal signatures say the same thing, whatever their wording."""
-        return (self.category, self.polarity, self.actors, self.data, self.models, self.limits, self.modality, self.qualifiers)
+        return (self.category, self.polarity, self.actors, self.data, self.models, self.limits, self.modality, self.passive, self.qualifiers)
 
     @functools.cached_property
     def words(self) -> list[str]:
@@ -134,6 +135,7 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> li
                 models=frozenset(facets["model"]),
                 limits=frozenset(facets["limit"]),
                 modality=_modality(facets["modality"]) if polarity == "does" and category != "opt-out-scope" else None,
+                passive=polarity == "does" and category != "opt-out-scope" and "passive" in facets["modality"],
                 qualifiers=frozenset(facets["qualifier"]),
                 rules=tuple(dict.fromkeys(r.id for r, _ in group)),
                 language=language,
@@ -166,7 +168,7 @@ def _continued(rules: RuleSet, ctx: Context, out: list[Statement], where: list[i
     for index in range(min(where), len(text.sentences)):
         own_positions = [pos for pos, i in enumerate(where) if i == index]
         lo, hi = text.sentences[index]
-        if anchor and index > min(where):
+        if anchor:
             language = out[anchor[0]].language
             follow = rules.facets.get(language, {}).get("choice", {}).get("follow")
             regex = getattr(follow, "regex", None)
@@ -222,9 +224,8 @@ def _merge_same_sentence(statements: list[Statement]) -> list[Statement]:
 
 def _modality(found: set[str]) -> str:
     """`may` when the sentence hedges ("may", "might", "could"), else `will`: "we use" and "we
-    will use" state the same certainty. " passive" is added for a sentence in the passive
-    voice: compare weighs a modality only between two sentences in the same voice."""
-    return ("may" if "may" in found else "will") + (" passive" if "passive" in found else "")
+    will use" state the same certainty."""
+    return "may" if "may" in found else "will"
 
 
 def _facets(rules: RuleSet, ctx: Context, language: str, lo: int, hi: int) -> dict[str, set[str]]:
