@@ -43,15 +43,23 @@ import random
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .backoff import backoff
-from .mail import USER_AGENT, build_email, send_email
 from .errors import AlertError
-from .render.email import ChangeView, Rendered, render_change, render_digest, render_state, render_test
-from .render.view import one_line, severity_rank
+from .mail import USER_AGENT, build_email, send_email
+from .render.email import (
+    ChangeView,
+    Rendered,
+    render_change,
+    render_digest,
+    render_state,
+    render_test,
+)
+from .render.view import one_line
+from .severity import severity_rank
 from .store import parse_timestamp, to_timestamp
 
 if TYPE_CHECKING:
@@ -209,7 +217,7 @@ def requeue(store: Store, *, ids: Sequence[int] = (), now: datetime | None = Non
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # ============================================================================= delivery
@@ -398,7 +406,7 @@ def next_digest_time(schedule: Schedule | None, after: datetime) -> datetime:
         return after + timedelta(seconds=schedule.interval)
     from apscheduler.triggers.cron import CronTrigger
 
-    trigger = CronTrigger.from_crontab(schedule.cron, timezone=timezone.utc)
+    trigger = CronTrigger.from_crontab(schedule.cron, timezone=UTC)
     fire = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
     return fire if fire is not None else after + timedelta(days=1)
 
@@ -601,7 +609,19 @@ def send_test_webhook(config: Config) -> None:
 
 
 __all__ = [
-    "AlertRow", "ChangeView", "DeliveryReport", "Rendered", "STATES", "build_email", "deliver_pending",
-    "list_alerts", "plan_change_alerts", "plan_state_alerts", "render_change", "render_digest", "requeue",
-    "send_test_email", "send_test_webhook",
+    "STATES",
+    "AlertRow",
+    "ChangeView",
+    "DeliveryReport",
+    "Rendered",
+    "build_email",
+    "deliver_pending",
+    "list_alerts",
+    "plan_change_alerts",
+    "plan_state_alerts",
+    "render_change",
+    "render_digest",
+    "requeue",
+    "send_test_email",
+    "send_test_webhook",
 ]

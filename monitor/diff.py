@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
 
-from .extract import Clause, Document, fold, is_date_line, load_data, mask_dates, parse_date
+from .extract import Clause, Document, comparison_form, is_date_line, load_data, mask_dates, parse_date
 from .text import visible_text
 
 if TYPE_CHECKING:
@@ -29,8 +29,10 @@ PAIR_THRESHOLD = 0.45  # word-sequence similarity above which a removed and an a
 
 
 @dataclass(frozen=True)
-class Span:
-    """A run of words inside a modified clause: kept, inserted or deleted."""
+class WordRun:
+    """A run of words inside a modified clause: kept, inserted or deleted. Stored as one of the
+    clause's "spans" in the diff JSON; renderers read it as view.Segment runs (links resolved).
+    Not to be confused with flags.text.Span, which is a match range in a clause's folded text."""
 
     op: str  # equal | insert | delete
     text: str
@@ -51,7 +53,7 @@ class Change:
     new_index: int | None = None
     cosmetic: bool = False
     reason: str | None = None  # why a change is cosmetic
-    spans: list[Span] = field(default_factory=list)
+    spans: list[WordRun] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
     reworded: list[dict[str, str]] = field(default_factory=list)  # AI statements said again in other words
 
@@ -133,7 +135,7 @@ class DiffResult:
 _TOKEN = re.compile(r"\]\([^)\s]*\)|\w+|\s+|[^\w\s]", re.UNICODE)
 
 
-def word_spans(old: str, new: str) -> list[Span]:
+def word_spans(old: str, new: str) -> list[WordRun]:
     """Word-level diff: each word (or a whole link target) becomes one symbol for
     diff-match-patch, then semantic clean-up merges fragments into readable runs.
 
@@ -153,13 +155,13 @@ def word_spans(old: str, new: str) -> list[Span]:
         return "".join(map(symbol_of.__getitem__, tokens))
 
     ops = {"=": "equal", "+": "insert", "-": "delete", 0: "equal", 1: "insert", -1: "delete"}
-    spans: list[Span] = []
+    spans: list[WordRun] = []
     for op, symbols in _dmp_diff(encode(old), encode(new)):
         text = "".join(map(token_of.__getitem__, symbols))
         if spans and spans[-1].op == ops[op]:
-            spans[-1] = Span(ops[op], spans[-1].text + text)
+            spans[-1] = WordRun(ops[op], spans[-1].text + text)
         elif text:
-            spans.append(Span(ops[op], text))
+            spans.append(WordRun(ops[op], text))
     return spans
 
 
@@ -376,7 +378,7 @@ def _alone_reason(clause: Clause, duplicate: bool) -> str | None:
 
 def _seen(clause: Clause) -> str:
     """The words a reader sees, in the comparison form (quotes, dashes and spaces folded)."""
-    return " ".join(fold(visible_text(clause.text)).split())
+    return " ".join(comparison_form(visible_text(clause.text)).split())
 
 
 def _strip_accents(text: str) -> str:
@@ -438,7 +440,7 @@ def _only_the_date_changed(o: Clause, n: Clause) -> bool:
     """A revision or effective-date line whose only edit is the date (cheap tests first)."""
     if abs(len(o.words) - len(n.words)) > 4 or len(n.words) > 40:
         return False
-    if mask_dates(fold(o.plain)) != mask_dates(fold(n.plain)):
+    if mask_dates(comparison_form(o.plain)) != mask_dates(comparison_form(n.plain)):
         return False
     return is_date_line(o.plain) and is_date_line(n.plain)
 

@@ -74,13 +74,15 @@ _SPACE_BEFORE = re.compile(r'\s+([,.;:!?)\]"])')
 _SPACE_AFTER = re.compile(r"([(\[])\s+")
 
 
-def fold(text: str) -> str:
-    """The comparison form: quotes dropped, dashes and ellipses folded, spaces collapsed."""
-    return _fold_clean(clean_text(text))
+def comparison_form(text: str) -> str:
+    """The form two clauses are compared in (is this edit only typography?): quotes dropped,
+    dashes and ellipses folded, spaces collapsed. Accents and case stay, since they can change
+    a word. Matching rules against text uses another form, flags.text.fold (accents folded)."""
+    return _comparison_form_clean(clean_text(text))
 
 
-def _fold_clean(text: str) -> str:
-    """fold() for text that is already clean (stored clause text)."""
+def _comparison_form_clean(text: str) -> str:
+    """comparison_form() for text that is already clean (stored clause text)."""
     text = text.translate(_FOLD)
     text = _SPACE_BEFORE.sub(r"\1", text)  # "word ," and "word." compare equal
     return _SPACE_AFTER.sub(r"\1", text)
@@ -151,12 +153,12 @@ class Clause:
     @cached_property
     def key(self) -> str:
         """Folded text: two clauses with equal keys say the same thing."""
-        return _fold_clean(self.text)
+        return _comparison_form_clean(self.text)
 
     @cached_property
     def words(self) -> list[str]:
         """Lower-cased visible words, for measuring how alike two clauses are."""
-        return _fold_clean(visible_text(self.text)).lower().split()
+        return _comparison_form_clean(visible_text(self.text)).lower().split()
 
     @property
     def plain(self) -> str:
@@ -877,7 +879,7 @@ __all__ = [
     "extract_pdf",
     "extract_plain",
     "find_effective_date",
-    "fold",
+    "comparison_form",
     "is_date_line",
     "mask_dates",
     "parse_stored",

@@ -546,11 +546,11 @@ class Store:
         rendered clause HTML if given) and its alerts in one transaction: an alert is never
         lost, and never without its change."""
         from .diff import summary_line
-        from .targets import SEVERITIES
+        from .severity import most_severe
 
         flags = result.flags
         severities = [f.severity for f in flags]
-        max_severity = max(severities, key=SEVERITIES.index) if severities else None
+        max_severity = most_severe(severities)
         row = {
             "target_id": new.target_id, "old_version_id": old.id, "new_version_id": new.id,
             "old_seq": old.seq, "new_seq": new.seq, "detected_at": detected_at or utcnow(),
@@ -599,7 +599,7 @@ class Store:
     def add_evaluation(self, change_id: int, result: DiffResult, *, rules: str, evaluated_at: str | None = None) -> int:
         """Record a new evaluation of a stored change (nothing of the change is overwritten)."""
         from .diff import summary_line
-        from .targets import SEVERITIES
+        from .severity import most_severe
 
         flags = result.flags
         severities = [f.severity for f in flags]
@@ -607,7 +607,7 @@ class Store:
             "change_id": change_id, "evaluated_at": evaluated_at or utcnow(), "rules": rules,
             "substantive": int(result.substantive), "n_changes": sum(1 for c in result.changes if not c.cosmetic),
             "n_flags": len(flags), "categories": ",".join(sorted({f.category for f in flags})) or None,
-            "max_severity": max(severities, key=SEVERITIES.index) if severities else None,
+            "max_severity": most_severe(severities),
             "summary": summary_line(result), "diff": json.dumps(result.to_dict(), ensure_ascii=False),
         }
         with self.write():

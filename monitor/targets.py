@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 import yaml
 
 from .errors import ConfigError, Problem
+from .severity import SEVERITIES
 
 DEFAULT_CONFIG = "targets.yaml"
 DOCUMENT_KINDS = ("privacy-policy", "terms", "faq", "ai-policy", "cookie-policy", "other")
 ENGINES = ("auto", "http", "browser")
-SEVERITIES = ("low", "medium", "high")
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0 Safari/537.36 privacy-monitor/0.1"

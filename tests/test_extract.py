@@ -15,7 +15,7 @@ from monitor.extract import (
     extract_html,
     extract_markdown,
     find_effective_date,
-    fold,
+    comparison_form,
     parse_stored,
     sniff_format,
     strip_tracking,
@@ -93,8 +93,8 @@ def test_tracking_parameters_stripped() -> None:
 
 
 def test_fold_typography_for_comparison() -> None:
-    assert fold("We don\u2019t \u201csell\u201d data \u2014 ever\u2026") == fold("We don't \"sell\" data - ever...")
-    assert fold("a\u00a0 b") == "a b"
+    assert comparison_form("We don\u2019t \u201csell\u201d data \u2014 ever\u2026") == comparison_form("We don't \"sell\" data - ever...")
+    assert comparison_form("a\u00a0 b") == "a b"
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MonitorError
-
-SEVERITIES = ("low", "medium", "high")
-"""Ordered from least to most severe."""
+from ..severity import SEVERITIES  # noqa: F401 - re-exported: rules are checked against it
 
 CATEGORIES = ("ai-training", "ai-third-party", "opt-out-scope", "sensitive-data", "retention")
 """The categories a rule may raise. Checked at load so a typo in a rule file is an error, not a

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlertError, InputError
+from ..severity import severity_rank
 from ..store import parse_timestamp
 from .jinja import environment
 from .text import marked, segment_runs
@@ -27,7 +28,6 @@ from .view import (
     isolate,
     one_line,
     plural,
-    severity_rank,
     short_category,
 )
 

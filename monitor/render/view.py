@@ -10,15 +10,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..targets import SEVERITIES
+from ..severity import SEVERITIES, severity_rank
 from ..text import visible_text
 
 # ----------------------------------------------------------------------------- severities and labels
-
-
-def severity_rank(severity: str | None) -> int:
-    """low 0 < medium 1 < high 2; unknown -1. The one order every stage sorts and filters by."""
-    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
 
 
 SEVERITY_COLOURS = {  # severity -> colours of its mark (text on white, box edge, box fill)
