@@ -268,8 +268,10 @@ def verify(store: Store, *, heads: list[tuple[str, str]] | None = None) -> list[
         for raw in json.loads(row["raws"] or "[]"):
             referenced.add(raw["path"])
             problems.extend(_check_file(store, where, raw["path"], raw["sha256"], compressed=True))
-        referenced.add(row["text_path"])
-        problems.extend(_check_file(store, where, row["text_path"], row["text_sha256"], compressed=False))
+        text_file, compressed = store.text_file(row["text_path"])
+        text_rel = text_file.relative_to(store.snapshots_dir).as_posix()
+        referenced.add(text_rel)
+        problems.extend(_check_file(store, where, text_rel, row["text_sha256"], compressed=compressed))
     problems.extend(verify_chain(store, heads=heads))
     for row in store.db.query(
         "select c.id from changes c left join versions o on o.id = c.old_version_id "

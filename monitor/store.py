@@ -3,7 +3,12 @@
 Layout on disk (`snapshots/` by default):
 
     snapshots/<target-id>/<sha256>.<ext>.gz   raw capture (HTML, PDF, Markdown), compressed
-    snapshots/<target-id>/<sha256>.md         extracted text (the stable Markdown rendering)
+    snapshots/<target-id>/<sha256>.md.gz      extracted text (the stable Markdown rendering), compressed
+
+A version's `text_path` names the text as `<target-id>/<sha256>.md` (the name the hash chain
+records); the file is that name plus `.gz`. Stores written before texts were compressed are
+migrated when opened (each `.md` compressed to `.md.gz`, no row changed), so what `verify`
+proves is the same: the sha256 is of the text itself, not of its compressed form.
 
 Files are named by the sha256 of their content, so identical content is stored once. They are
 written to a temporary name, fsynced and renamed, and only then is the database row committed
@@ -52,6 +57,10 @@ if TYPE_CHECKING:
     from .diff import DiffResult
     from .extract import Document
     from .targets import Target
+
+
+TEXT_SUFFIX = ".gz"
+"""Extracted texts are stored gzip-compressed under their `text_path` plus this suffix."""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -106,6 +115,8 @@ class Store:
             self.db.execute("PRAGMA synchronous = FULL")
             self.db.execute("PRAGMA foreign_keys = ON")
             self._ensure_schema()
+            if self.get_meta("text_storage") != "gzip":
+                self._compress_texts()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.db_path}: not a usable monitor database ({exc})") from None
 
@@ -139,6 +150,28 @@ class Store:
             raise StoreError(f"{self.db_path}: schema version {existing} is newer than this monitor knows ({SCHEMA_VERSION}); upgrade the monitor")
         with self.write():
             schema.create(self)
+
+    def _compress_texts(self) -> None:
+        """Migrate texts stored plain (before they were compressed) to `.md.gz`, once. Each
+        compressed file is whole on disk before its plain copy goes, so a kill at any moment
+        leaves every text readable; an interrupted run is finished at the next open."""
+        with self.write():
+            if self.get_meta("text_storage") == "gzip":  # another process did it meanwhile
+                return
+            for (rel,) in self.db.execute("select distinct text_path from versions"):
+                plain = self.snapshots_dir / rel
+                if plain.exists():
+                    _atomic_write(self.snapshots_dir / (rel + TEXT_SUFFIX), gzip.compress(plain.read_bytes(), compresslevel=6, mtime=0))
+                    plain.unlink()
+            self.db["meta"].upsert({"key": "text_storage", "value": "gzip"}, pk="key")
+
+    def text_file(self, rel: str) -> tuple[Path, bool]:
+        """The file holding a version's text (its `text_path`) and whether it is compressed:
+        `<text_path>.gz`, or the plain file of a store whose migration was interrupted."""
+        packed = self.snapshots_dir / (rel + TEXT_SUFFIX)
+        if packed.exists() or not (self.snapshots_dir / rel).exists():
+            return packed, True
+        return self.snapshots_dir / rel, False
 
     # ------------------------------------------------------------------ transactions
 
@@ -332,11 +365,17 @@ class Store:
         raise InputError(f"{ref}: expected TARGET_ID@N, TARGET_ID@latest or TARGET_ID@latest~K")
 
     def read_text(self, version: Version) -> str:
-        path = self.snapshots_dir / version.text_path
-        try:
-            return path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise StoreError(f"{version.ref}: text file {path} cannot be read ({exc.strerror or exc}); run `monitor verify`") from None
+        for attempt in (1, 2):  # a second look: another process may have just compressed it
+            path, compressed = self.text_file(version.text_path)
+            try:
+                data = path.read_bytes()
+                return (gzip.decompress(data) if compressed else data).decode("utf-8")
+            except FileNotFoundError as exc:
+                if attempt == 2:
+                    raise StoreError(f"{version.ref}: text file {path} is missing ({exc.strerror}); run `monitor verify`") from None
+            except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
+                raise StoreError(f"{version.ref}: text file {path} cannot be read ({getattr(exc, 'strerror', None) or exc}); run `monitor verify`") from None
+        raise AssertionError("unreachable")
 
     def read_raw(self, raw: dict[str, Any]) -> bytes:
         return gzip.decompress((self.snapshots_dir / raw["path"]).read_bytes())
@@ -401,7 +440,7 @@ class Store:
     def _write_files(self, target_id: str, raws: Sequence[RawPart], text_bytes: bytes, text_sha: str) -> list[dict[str, Any]]:
         """Raw and text files, each whole on disk before any row refers to it."""
         raw_meta = self._write_raws(target_id, raws)
-        _atomic_write(self._path(target_id, f"{text_sha}.md"), text_bytes)
+        _atomic_write(self._path(target_id, f"{text_sha}.md{TEXT_SUFFIX}"), gzip.compress(text_bytes, compresslevel=6, mtime=0))
         return raw_meta
 
     def _insert_version(

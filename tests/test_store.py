@@ -99,9 +99,10 @@ def test_verify_passes_then_names_each_fault(store: Store, tmp_path: Path) -> No
     v2 = add(store, "<p>Two.</p>")
     add(store, "<p>One.</p>", target="t2")
     assert [p for p in store.verify() if p.severity == "error"] == []
-    # 1. a text file edited
-    text_path = tmp_path / "snapshots" / v2.text_path
-    text_path.write_text("Two, edited.\n")
+    # 1. a text file edited (texts are stored compressed, beside their recorded name)
+    text_file, compressed = store.text_file(v2.text_path)
+    assert compressed and text_file == tmp_path / "snapshots" / (v2.text_path + ".gz")
+    text_file.write_bytes(gzip.compress(b"Two, edited.\n"))
     # 2. a row edited in the database (its chain hash no longer matches)
     store.db.execute("update versions set observed_at = '2000-01-01T00:00:00.000Z' where target_id = 't1' and seq = 1")
     store.db.conn.commit()
@@ -113,6 +114,37 @@ def test_verify_passes_then_names_each_fault(store: Store, tmp_path: Path) -> No
     assert any("t1@1" in p and "chain hash does not match" in p for p in problems), problems
     assert any("t2@1" in p and "file missing" in p for p in problems), problems
     assert len(problems) == 3
+
+
+def test_texts_are_stored_compressed_and_plain_stores_migrate_on_open(store: Store, tmp_path: Path) -> None:
+    body = "<p>" + "We collect the information you give us when you use the service. " * 200 + "</p>"
+    v1 = add(store, body)
+    v2 = add(store, "<p>Two.</p>")
+    packed = tmp_path / "snapshots" / (v1.text_path + ".gz")
+    assert packed.exists() and not (tmp_path / "snapshots" / v1.text_path).exists()
+    text = store.read_text(v1)
+    assert len(packed.read_bytes()) < len(text.encode()) / 10  # a repetitive page compresses well
+    # A store written before texts were compressed: plain `.md` files, no marker.
+    for version in (v1, v2):
+        path, _ = store.text_file(version.text_path)
+        (tmp_path / "snapshots" / version.text_path).write_bytes(gzip.decompress(path.read_bytes()))
+        path.unlink()
+    store.db.execute("delete from meta where key = 'text_storage'")
+    store.db.conn.commit()
+    head = store.chain_head()
+    assert store.read_text(v2).startswith("Two.")  # readable before the migration too
+    store.close()
+    reopened = Store(tmp_path / "monitor.db", tmp_path / "snapshots")
+    try:
+        assert reopened.get_meta("text_storage") == "gzip"
+        assert sorted(p.name for p in (tmp_path / "snapshots" / "t1").glob("*.md*")) == sorted(
+            [Path(v1.text_path).name + ".gz", Path(v2.text_path).name + ".gz"]
+        )
+        assert reopened.read_text(v1) == text
+        assert reopened.chain_head() == head  # no row changed: the chain proves the same
+        assert [p for p in reopened.verify() if p.severity == "error"] == []
+    finally:
+        reopened.close()
 
 
 def test_chain_links_versions_in_recorded_order(store: Store) -> None:
