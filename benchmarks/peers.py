@@ -14,8 +14,15 @@ range over repetitions (worst-best ratio of paired runs).
   with the monitor's conditional requests on are printed as well.
 - `monitor check`, engine browser, against a bare Playwright loop (one browser,
   `goto(wait_until="load")` + `content()`), at concurrency 1 and 4.
+- One target, engine http, against urlwatch with one job: the whole process, start-up
+  included, which is what a cron line or a script checking one page pays (budget: the
+  monitor within 1.2 times urlwatch's time on the unchanged check).
 
-    python benchmarks/peers.py [--pages 200] [--reps 3] [--skip-browser] [--skip-http]
+Both tools run from compiled bytecode, as an installed package does: pip compiled urlwatch
+when it installed it, and the monitor's checkout is compiled before the runs (with
+PYTHONDONTWRITEBYTECODE set, an uncompiled checkout would parse every module on every run).
+
+    python benchmarks/peers.py [--pages 200] [--reps 3] [--skip-browser] [--skip-http] [--skip-single]
 
 The work folder is benchmarks/.work/peers (urlwatch's virtualenv is kept there between runs).
 """
@@ -166,9 +173,9 @@ class Tool:
 class Urlwatch(Tool):
     name = "urlwatch"
 
-    def __init__(self, urls: list[str]):
+    def __init__(self, urls: list[str], name: str = "urlwatch"):
         self.exe = urlwatch_bin()
-        self.urls = urls
+        self.urls, self.name = urls, name
 
     def fresh(self, folder: Path) -> None:
         jobs = "---\n".join(f"name: p{i}\nurl: {u}\nfilter:\n  - html2text\nignore_cached: true\n" for i, u in enumerate(self.urls))
@@ -182,9 +189,9 @@ class Urlwatch(Tool):
 
 
 class Monitor(Tool):
-    def __init__(self, urls: list[str], engine: str, concurrency: int, conditional: bool = False):
+    def __init__(self, urls: list[str], engine: str, concurrency: int, conditional: bool = False, name: str | None = None):
         self.urls, self.engine, self.concurrency, self.conditional = urls, engine, concurrency, conditional
-        self.name = f"monitor {engine} c={concurrency}" + (" conditional" if conditional else "")
+        self.name = name or f"monitor {engine} c={concurrency}" + (" conditional" if conditional else "")
 
     def fresh(self, folder: Path) -> None:
         lines = ["defaults:", f"  engine: {self.engine}", f"  concurrency: {self.concurrency}",
@@ -282,14 +289,23 @@ def ratio_figures(label: str, ours: str, theirs: str, runs: dict[str, list[dict[
     return figures
 
 
-def run(pages_count: int = 200, reps: int = 3, http: bool = True, browser: bool = True, say: Any = None) -> list[Figure]:
+def compile_monitor() -> None:
+    """Bytecode for the monitor's checkout, as pip writes it for an installed package."""
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(MONITOR_ROOT / "monitor")], check=True, stdout=subprocess.DEVNULL)
+
+
+def run(pages_count: int = 200, reps: int = 3, http: bool = True, browser: bool = True, single: bool = True,
+        say: Any = None) -> list[Figure]:
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     WORK.mkdir(parents=True, exist_ok=True)
+    compile_monitor()
     pages = Pages(pages_count)
     urls = pages.urls()
     tools: list[Tool] = []
     if http:
         tools += [Urlwatch(urls), Monitor(urls, "http", 4), Monitor(urls, "http", 4, conditional=True)]
+    if single:
+        tools += [Urlwatch(urls[:1], name="urlwatch, one job"), Monitor(urls[:1], "http", 1, name="monitor http, one target")]
     if browser:
         tools += [BarePlaywright(urls, 1), Monitor(urls, "browser", 1), BarePlaywright(urls, 4), Monitor(urls, "browser", 4)]
     runs: dict[str, list[dict[str, tuple[float, float]]]] = {t.name: [] for t in tools}
@@ -310,6 +326,9 @@ def run(pages_count: int = 200, reps: int = 3, http: bool = True, browser: bool 
         for c in (1, 4):
             figures += ratio_figures(f"browser vs bare playwright c={c}:", f"monitor browser c={c}", f"bare playwright c={c}", runs,
                                      pages_count, {"unchanged": 0.9, "new": 0.8, "changed": 0.8}, {})
+    if single:  # within 1.2x urlwatch's process time is a speed ratio of at least 1/1.2
+        figures += ratio_figures("one target vs urlwatch one job:", "monitor http, one target", "urlwatch, one job", runs, 1,
+                                 {"unchanged": 1 / 1.2}, {})
     return figures
 
 
@@ -319,11 +338,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip-browser", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-single", action="store_true", help="skip the one-target whole-process comparison")
     parser.add_argument("--monitor-root", type=Path, default=ROOT, help="run the monitor from another checkout (before/after)")
     args = parser.parse_args()
     global MONITOR_ROOT
     MONITOR_ROOT = args.monitor_root.resolve()
-    figures = run(args.pages, args.reps, http=not args.skip_http, browser=not args.skip_browser)
+    figures = run(args.pages, args.reps, http=not args.skip_http, browser=not args.skip_browser, single=not args.skip_single)
     print_table(figures)
     raise SystemExit(0 if all(f.met is not False for f in figures) else 1)
 

@@ -24,13 +24,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .diff import DiffResult, compare, summary_line
 from .extract import sha256_text
 from .fetch import Capture, Fetcher, Validators, capture_target
 from .records import Candidate, ChangePlan, CheckOutcome, Committed, FetchRecord, Planner, Version, utcnow
 from .store import Store
 
 if TYPE_CHECKING:
+    from .diff import DiffResult
     from .extract import Document
     from .flags import RuleSet
     from .targets import Config, Target
@@ -77,9 +77,16 @@ class CheckContext:
     config: Config
     store: Store
     fetcher: Fetcher
-    rules: RuleSet | None = None
+    rules: RuleSet | None = None  # loaded on the first change: an unchanged pass never needs them
     sleep: Callable[[float], Any] = asyncio.sleep
     confirm: bool = True
+
+    def ruleset(self) -> RuleSet:
+        if self.rules is None:
+            from .flags import load_rules
+
+            self.rules = load_rules(strict=False)
+        return self.rules
 
 
 async def check_target(ctx: CheckContext, target: Target) -> TargetResult:
@@ -127,7 +134,9 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
     assert text_sha is not None
     result: DiffResult | None = None
     if capture.document is not None and latest is not None and latest.text_sha256 != text_sha:
-        result = compare(store.document(latest), capture.document, rules=ctx.rules, service=target.service)
+        from .diff import compare
+
+        result = compare(store.document(latest), capture.document, rules=ctx.ruleset(), service=target.service)
         if result.substantive and ctx.confirm and target.confirm_delay > 0:
             confirmed = await _confirm(ctx, target, capture, text_sha, latest, outcome)
             if confirmed is None:
@@ -143,6 +152,10 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
         log.info("first version %s", committed.version.ref)
     if committed.outcome != "new-version" or committed.result is None:
         return TargetResult(target.id, committed.outcome, version=committed.version, state_change=committed.state_change, engine=engine)
+    from .diff import (
+        summary_line,  # diff and flags are imported by the first change, not by an unchanged pass
+    )
+
     return TargetResult(
         target.id, "new-version", version=committed.version, change_id=committed.change_id, summary=summary_line(committed.result),
         n_flags=len(committed.result.flags), substantive=committed.result.substantive, state_change=committed.state_change, engine=engine,
@@ -175,7 +188,9 @@ def _planner(ctx: CheckContext, target: Target, base: Version | None, result: Di
     def plan(old: Version, document: Document, reverted_to: int | None) -> ChangePlan:
         diff = result if result is not None and base is not None and old.id == base.id else None
         if diff is None:
-            diff = compare(ctx.store.document(old), document, rules=ctx.rules, service=target.service)
+            from .diff import compare
+
+            diff = compare(ctx.store.document(old), document, rules=ctx.ruleset(), service=target.service)
         if reverted_to is not None:
             diff.mark_reverted(reverted_to)
         return change_plan(ctx.config, target, diff)

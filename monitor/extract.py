@@ -431,12 +431,18 @@ def consent_selectors() -> list[str]:
 
 @functools.cache
 def _consent_matcher() -> tuple[Any, bool]:
-    """The consent selectors compiled as one selector list, and whether every one of them
-    needs an attribute on the element it matches (`#id`, `.class`, `[attr]`): then only
-    elements with attributes are tried, a small part of a policy page's elements."""
-    import soupsieve
+    """The consent selectors compiled once, and whether every one of them needs an attribute
+    on the element it matches (`#id`, `.class`, `[attr]`): then only elements with attributes
+    are tried, a small part of a policy page's elements. Simple selectors (all of those
+    shipped) are matched directly (monitor/selectors.py); soupsieve only if one is not."""
+    from .selectors import parse_all
 
     selectors = consent_selectors()
+    simple = parse_all(selectors)
+    if simple is not None:
+        return simple, all(s.needs_attrs for s in simple)
+    import soupsieve
+
     needs_attrs = all(any(c in sel.split()[-1] for c in "#.[") for sel in selectors)
     return soupsieve.compile(", ".join(selectors)), needs_attrs
 
@@ -444,7 +450,11 @@ def _consent_matcher() -> tuple[Any, bool]:
 def _drop_overlays(soup: Any, remove: Iterable[str]) -> None:
     """Drop the consent overlays and the target's `remove` parts before reading the page."""
     consent, needs_attrs = _consent_matcher()
-    if needs_attrs:
+    if isinstance(consent, list):
+        for tag in soup.find_all(_has_attrs if needs_attrs else True):
+            if not tag.decomposed and any(s.matches(tag) for s in consent):
+                tag.decompose()
+    elif needs_attrs:
         for tag in soup.find_all(_has_attrs):
             if not tag.decomposed and consent.match(tag):
                 tag.decompose()

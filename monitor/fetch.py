@@ -355,6 +355,33 @@ class Engine:
         return None
 
 
+def _lazy_transport(httpx: Any, **options: Any) -> Any:
+    """httpx's transports, one per scheme, each built on its first request. Building the
+    https one makes the SSL context (the CA bundle parsed, 20-60 ms), which a pass over
+    http:// pages never uses and a one-target check would pay in full. The http:// one gets
+    a TLS context that trusts nothing: it never speaks TLS (a redirect to https:// is a new
+    request, routed to the verifying transport), and if it ever did, it would fail closed."""
+    import ssl
+
+    class LazyTransport(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self._by_scheme: dict[str, Any] = {}
+
+        async def handle_async_request(self, request: Any) -> Any:
+            scheme = "http" if request.url.scheme == "http" else "https"
+            transport = self._by_scheme.get(scheme)
+            if transport is None:
+                extra = {"verify": ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)} if scheme == "http" else {}
+                transport = self._by_scheme[scheme] = httpx.AsyncHTTPTransport(**options, **extra)
+            return await transport.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            for transport in self._by_scheme.values():
+                await transport.aclose()
+
+    return LazyTransport()
+
+
 @engine("http")
 class HttpEngine(Engine):
     """Plain HTTP(S) with httpx: fast and cheap, enough for most static policy pages. The whole
@@ -375,9 +402,9 @@ class HttpEngine(Engine):
 
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop or self._client.is_closed:
+            limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
             self._client = httpx.AsyncClient(
-                follow_redirects=False, cookies=_NoCookies(),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0),
+                follow_redirects=False, cookies=_NoCookies(), transport=_lazy_transport(httpx, limits=limits),
             )
             self._loop = loop
         return self._client

@@ -159,3 +159,39 @@ def test_markdown_links_and_emphasis() -> None:
         ("heading", "Title"), ("paragraph", "We may use [your data](https://x.example/) now."),
         ("table-row", "a | b"), ("table-row", "1 | 2"),
     ]
+
+
+def test_simple_selectors_match_what_soupsieve_matches() -> None:
+    """The consent selectors are matched without soupsieve (monitor/selectors.py); on a page
+    holding an element for each of them and near misses, both pick the same elements."""
+    import soupsieve
+    from bs4 import BeautifulSoup
+
+    from monitor.extract import consent_selectors
+    from monitor.selectors import parse_all, parse_simple
+
+    near = [
+        '<div id="onetrust-consent-sdk-x">a</div>', '<div class="cookie-banner-x">b</div>',
+        '<div class="x cookie-banner">c</div>', '<div class="CookieConsentBox">d</div>',
+        '<section role="dialog" aria-label="Cookies">e</section>', '<div role="dialog" aria-label="Cookies">f</div>',
+        '<div data-nosnippet="true">g</div>', '<div data-nosnippet="true" role="dialog">h</div>',
+        '<div aria-label="cookie banner">i</div>', '<div aria-label="Cookie Banner">j</div>',
+        '<span id="sp_message_container_123">k</span>', '<div id="xsp_message_container">l</div>',
+        '<p class="cc-window extra">m</p>', '<div data-testid="BottomBar2">n</div>',
+    ]
+    for selector in consent_selectors():
+        simple = parse_simple(selector)
+        assert simple is not None, selector
+        tag = simple.tag or "div"
+        attrs = [f'id="{i}"' for i in simple.ids] + ([f'class="{" ".join(simple.classes)}"'] if simple.classes else [])
+        attrs += [f'{name}="{"pre" if op == "*=" else ""}{value}{"post" if op in ("*=", "^=") else ""}"' for name, op, value in simple.attrs]
+        near.append(f"<{tag} {' '.join(attrs)}>{selector}</{tag}>")
+    soup = BeautifulSoup("<html><body>" + "".join(near) + "</body></html>", "lxml")
+    compiled = soupsieve.compile(", ".join(consent_selectors()))
+    simple_all = parse_all(consent_selectors())
+    assert simple_all is not None
+    by_soupsieve = [t for t in soup.find_all(True) if compiled.match(t)]
+    by_simple = [t for t in soup.find_all(True) if any(s.matches(t) for s in simple_all)]
+    assert by_simple == by_soupsieve
+    assert len(by_simple) >= len(consent_selectors())  # each selector's own element, and some near misses
+    assert parse_simple("div > p") is None and parse_simple("a:not(.x)") is None and parse_simple("") is None

@@ -159,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: errors become one line on stderr and an exit code."""
     from . import load_commands
 
+    # httpx imports its own command-line client (rich, pygments: 30-60 ms) when it is imported,
+    # unless that import fails, which httpx handles (its `httpx` command then says so). This
+    # process never runs httpx's command, so it does not pay for loading it.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
     load_commands()
     try:
         result = cli.main(args=argv, prog_name="monitor", standalone_mode=False)

@@ -88,16 +88,14 @@ def _deliver(config: Config) -> DeliveryReport:
 async def _check(config: Config, targets: list[Target], *, confirm: bool, fmt: str) -> PassSummary:
     from ..check import CheckContext, run_pass
     from ..fetch import Fetcher
-    from ..flags import load_rules
     from ..store import Store
 
     store = Store.open(config)
     store.sync_targets(config.targets)
-    rules = load_rules(strict=False)
     progress = _Progress(len(targets), fmt)
     try:
         async with Fetcher(config.defaults) as fetcher:
-            ctx = CheckContext(config, store, fetcher, rules=rules, confirm=confirm)
+            ctx = CheckContext(config, store, fetcher, confirm=confirm)  # rules loaded on the first change
             with progress:
                 return await run_pass(ctx, targets, on_start=progress.start, on_done=progress.done)
     finally:
