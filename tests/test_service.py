@@ -1,0 +1,133 @@
+"""Watching a service as a whole: `monitor discover` (linked help pages, ranked).
+
+Pages are served by a real threaded HTTP server on 127.0.0.1 from synthetic fixtures
+(tests/fixtures/discover, each marked as such); the policy is captured by a real `monitor
+check` into a real SQLite store, and discovery fetches through the real fetcher.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from monitor.targets import load_config
+
+from .conftest import FIXTURES, Site, in_process, run_cli, write_config
+
+DISCOVER = FIXTURES / "discover"
+
+
+def serve_fixtures(site: Site) -> None:
+    for path in DISCOVER.rglob("*.html"):
+        site.set("/" + path.relative_to(DISCOVER).as_posix(), path.read_bytes())
+
+
+def fixture_config(workdir: Path, site: Site) -> Path:
+    path = write_config(workdir, [
+        {"id": "fixture-privacy", "service": "Fixture", "document": "privacy-policy", "url": site.url("/legal/privacy.html"), "tags": ["fixture", "ai"]},
+        {"id": "fixture-terms", "service": "Fixture", "document": "terms", "url": site.url("/legal/terms.html")},
+    ])
+    # a comment the edit must keep, and one after the list
+    text = "# Fixture services (kept by monitor discover --add)\n" + path.read_text(encoding="utf-8") + "# end of file\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_discover_ranks_ai_training_and_opt_out_pages_first(workdir: Path, site: Site) -> None:
+    serve_fixtures(site)
+    fixture_config(workdir, site)
+    code, out, err = in_process("check", "fixture-privacy", "--no-alerts")
+    assert code == 0, err
+    served_before = sum(site.hits.values())
+
+    code, out, err = in_process("discover", "fixture-privacy", "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    urls = [c["url"].rsplit("/", 1)[-1] for c in result["candidates"] if c["error"] is None]
+    # the twelve linked help pages, each fetched once; not the watched terms, not another site, not an image
+    assert sorted(urls) == sorted(p.name for p in (DISCOVER / "help").glob("*.html") if p.name != "ai-models.html")
+    unreadable = {c["url"]: c["error"] for c in result["candidates"] if c["error"] is not None}
+    assert unreadable == {site.url("/"): "http-404", site.url("/help"): "http-404"}  # the nav links, listed last
+    assert urls[:2] == ["ai-training.html", "opt-out.html"]
+    assert urls[2] == "ai-sharing.html"
+    assert result["already_watched"] == [site.url("/legal/terms.html")]
+    assert sum(site.hits.values()) - served_before == 14  # no fetch of the policy itself (stored capture)
+    assert all(site.hits[f"/help/{name}"] == 1 for name in urls)
+    top = result["candidates"][0]
+    categories = {e["category"] for e in top["evidence"]}
+    assert {"ai-training", "opt-out-scope"} <= categories
+    opt_out = result["candidates"][1]
+    assert any(e["words"].startswith("Opting out means that we won't use your personal data") for e in opt_out["evidence"])
+    assert all(c["score"] == 0 for c in result["candidates"] if c["url"].endswith(("jobs.html", "premium.html", "password.html")))
+
+    code, out, err = in_process("discover", "fixture-privacy")
+    assert code == 0, err
+    first = out.splitlines()[1]
+    assert "ai-training.html" in first and "Data for Generative AI Improvement" in first
+    assert "ai-training: “" in out.splitlines()[2]
+
+
+def test_discover_depth_two_follows_links_of_linked_pages(workdir: Path, site: Site) -> None:
+    serve_fixtures(site)
+    fixture_config(workdir, site)
+    assert in_process("check", "fixture-privacy", "--no-alerts")[0] == 0
+    code, out, err = in_process("discover", "fixture-privacy", "--depth", "2", "--format", "json")
+    assert code == 0, err
+    by_name = {c["url"].rsplit("/", 1)[-1]: c for c in json.loads(out)["candidates"]}
+    assert by_name["ai-models.html"]["depth"] == 2
+    assert by_name["ai-models.html"]["found_on"].endswith("ai-training.html")
+    assert site.hits["/help/ai-models.html"] == 1
+    code, _, err = in_process("discover", "fixture-privacy", "--depth", "3")
+    assert code == 2 and "--depth" in err
+
+
+def test_discover_add_appends_keeping_comments_and_validates(workdir: Path, site: Site) -> None:
+    serve_fixtures(site)
+    path = fixture_config(workdir, site)
+    before = path.read_text(encoding="utf-8")
+    assert in_process("check", "fixture-privacy", "--no-alerts")[0] == 0
+
+    refused = run_cli("discover", "fixture-privacy", "--add", cwd=workdir)  # stdin is not a terminal
+    assert refused.code == 2
+    assert "pass --yes" in refused.err and "Traceback" not in refused.err
+    assert path.read_text(encoding="utf-8") == before
+
+    code, out, err = in_process("discover", "fixture-privacy", "--add", "--top", "3", "--yes")
+    assert code == 0, err
+    after = path.read_text(encoding="utf-8")
+    assert after.startswith(before.removesuffix("# end of file\n"))  # every line kept, in place
+    assert "# Fixture services (kept by monitor discover --add)" in after and "# end of file" in after
+    config = load_config(path)
+    added = [t for t in config.targets if t.document == "faq"]
+    assert [t.url.rsplit("/", 1)[-1] for t in added] == ["ai-training.html", "opt-out.html", "ai-sharing.html"]
+    assert all(t.service == "Fixture" and t.tags == ("fixture", "ai") for t in added)
+    assert in_process("validate")[0] == 0
+    # now watched: a second discovery leaves them out
+    code, out, err = in_process("discover", "fixture-privacy", "--format", "json")
+    names = [c["url"].rsplit("/", 1)[-1] for c in json.loads(out)["candidates"] if c["error"] is None]
+    assert "ai-training.html" not in names and len(names) == 9
+
+
+def test_discover_without_a_stored_capture_says_what_to_do(workdir: Path, site: Site) -> None:
+    serve_fixtures(site)
+    fixture_config(workdir, site)
+    code, _, err = in_process("discover", "fixture-privacy")
+    assert code == 2
+    assert "monitor check fixture-privacy" in err and "--fetch" in err
+    code, out, err = in_process("discover", "fixture-privacy", "--fetch", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["candidates"][0]["url"].endswith("ai-training.html")
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("https://www.linkedin.com/help/linkedin/answer/a5538339", True),
+    ("https://de.linkedin.com/legal/privacy-policy", True),
+    ("https://lnkd.in/abc", True),
+    ("https://www.microsoft.com/privacy", False),
+])
+def test_help_domains_are_data(url: str, allowed: bool) -> None:
+    from monitor.discover import allowed_host, settings
+
+    assert allowed_host(url, "https://www.linkedin.com/legal/privacy-policy", settings()["help_domains"]["LinkedIn"]) is allowed
