@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .base import State, cli, config_option, echo_err, pass_state, write_output
+from .base import State, cli, config_option, echo_err, output_option, pass_state, write_output
 
 if TYPE_CHECKING:
     from ..discover import Discovery
@@ -129,3 +129,59 @@ def render_discovery(result: Discovery) -> str:
 def _short(text: str, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
+
+
+@cli.command()
+@config_option
+@click.argument("service")
+@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True, help="Output format.")
+@click.option("--lag-threshold", metavar="DURATION", help="How much earlier one side must say a statement for policy-lag [default: lag_threshold in monitor/data/service.yaml, 1d].")
+@output_option
+@pass_state
+def timeline(state: State, service: str, fmt: str, lag_threshold: str | None, output: str | None) -> int:
+    """Every document of SERVICE on one time axis, with the signals only the whole service shows.
+
+    Lists each version of each document of the service (policy, terms, help and FAQ pages),
+    oldest first, with its change's flags and one-line summaries, and two cross-document
+    signals, by the statements the flag engine reads (category, polarity, who acts):
+
+    \b
+      policy-lag     a help page said it at least --lag-threshold before the privacy
+                     policy or terms did (or the other way round); shown on the later change
+      policy-silent  a help page says it now, and no policy document of the service does yet
+
+    \b
+    Examples:
+      monitor timeline LinkedIn
+      monitor timeline LinkedIn --format json | jq '.signals[]'
+      monitor timeline LinkedIn --format html -o linkedin-timeline.html
+      monitor timeline LinkedIn --lag-threshold 7d
+
+    Exit 0; 2 for an unknown service (the message lists the known ones).
+    """
+    from ..errors import InputError
+    from ..flags import load_rules
+    from ..service import build_timeline
+    from ..store import Store
+    from ..targets import parse_duration
+
+    threshold = None
+    if lag_threshold is not None:
+        try:
+            threshold = parse_duration(lag_threshold)
+        except ValueError as exc:
+            raise InputError(f"--lag-threshold: {exc}") from None
+    config = state.config()
+    with Store.open(config) as store:
+        result = build_timeline(store, config, service, load_rules(strict=False), lag_threshold=threshold)
+    if fmt == "json":
+        write_output(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n", output)
+    elif fmt == "html":
+        from ..render.timeline import render_timeline_html
+
+        write_output(render_timeline_html(result), output)
+    else:
+        from ..render.timeline import render_timeline_text
+
+        write_output(render_timeline_text(result), output)
+    return 0
