@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "import_cmd",  # import wayback|ota
     "demo_cmd",  # demo
     "service_cmd",  # discover, timeline
+    "targets_cmd",  # targets, add, remove
 )
 
 
