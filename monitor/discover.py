@@ -272,3 +272,74 @@ def entries_for(config: Config, target: Target, candidates: Sequence[Candidate])
         }
         for c in candidates
     ]
+
+
+# ----------------------------------------------------------------------------- the daemon
+
+
+def _create_table(store: Store) -> None:
+    """Pages already reported for a target, so a page is announced once (idempotent DDL:
+    the schema version is unchanged)."""
+    store.db.execute(
+        "create table if not exists discovered (target_id text not null, url text not null, first_seen text not null, "
+        "score real, evidence text, primary key (target_id, url))"
+    )
+
+
+def _meta_key(target_id: str) -> str:
+    return f"discover.last_run.{target_id}"
+
+
+def discovery_due(store: Store, target: Target, now: float) -> bool:
+    """A target with `discover:` whose last discovery is older than that interval."""
+    if not target.discover:
+        return False
+    from .store import to_timestamp
+
+    last = store.get_meta(_meta_key(target.id))
+    if last is None:
+        return True
+    from datetime import datetime, timezone
+
+    return bool(last <= to_timestamp(datetime.fromtimestamp(now - target.discover, timezone.utc)))
+
+
+async def scheduled_discovery(config: Config, store: Store, fetcher: Fetcher, rules: RuleSet, target: Target, *, now: float) -> list[Candidate]:
+    """The daemon's discovery for one target: the candidates that speak of AI and were never
+    reported before, recorded and queued as one alert of kind `discovered` (never added to
+    targets.yaml: a person decides, with `monitor discover --add`)."""
+    import json
+
+    from .records import utcnow
+
+    if store.latest_version(target.id) is None:
+        return []
+    result = await discover(config, target, stored_pages(store, target), rules, fetcher, depth=1)
+    found = [c for c in result.candidates if c.error is None and c.speaks_of_ai]
+    with store.write():
+        _create_table(store)
+        known = {r["url"] for r in store.db.query("select url from discovered where target_id = ?", [target.id])}
+        new = [c for c in found if c.url not in known]
+        stamp = utcnow()
+        for c in new:
+            store.db.execute(
+                "insert into discovered (target_id, url, first_seen, score, evidence) values (?, ?, ?, ?, ?)",
+                [target.id, c.url, stamp, c.score, json.dumps([e.to_dict() for e in c.evidence], ensure_ascii=False)],
+            )
+        store.set_meta(_meta_key(target.id), stamp)
+        if new:
+            store.add_alerts(discovered_alerts(config, target, new))
+    return new
+
+
+def discovered_alerts(config: Config, target: Target, new: Sequence[Candidate]) -> list[dict[str, Any]]:
+    """Outbox rows (one per channel) naming the new pages and their evidence."""
+    from .alerts import _rows_for_channels, target_info  # the channels' fan-out, as for failing/recovered
+
+    lines = [f"{len(new)} linked page(s) of {target.title} speak of AI and are not watched:"]
+    for c in new:
+        words = "; ".join(f"{e.category}: {e.words}" for e in c.evidence if e.category != "data-use")[:300]
+        lines.append(f"{c.url} ({c.title or c.link_text or 'untitled'}): {words}")
+    lines.append(f"To watch them: monitor discover {target.id} --add")
+    payload = {"target": target_info(target), "detail": "\n".join(lines), "pages": [c.to_dict() for c in new]}
+    return _rows_for_channels(config.alerts, target, "discovered", payload)

@@ -8,6 +8,7 @@ check` into a real SQLite store, and discovery fetches through the real fetcher.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,59 @@ def test_help_domains_are_data(url: str, allowed: bool) -> None:
     from monitor.discover import allowed_host, settings
 
     assert allowed_host(url, "https://www.linkedin.com/legal/privacy-policy", settings()["help_domains"]["LinkedIn"]) is allowed
+
+
+@pytest.mark.slow
+def test_the_daemon_reports_new_linked_pages_once_as_a_discovered_alert(workdir: Path, site: Site) -> None:
+    import sqlite3
+
+    from .conftest import wait_for
+    from .test_alerts import Hook, start_daemon, stop_daemon
+
+    serve_fixtures(site)
+    hook = Hook()
+    try:
+        path = write_config(workdir, [
+            {"id": "fixture-privacy", "service": "Fixture", "document": "privacy-policy", "url": site.url("/legal/privacy.html"),
+             "tags": ["fixture"], "discover": "7d"},
+            {"id": "fixture-terms", "service": "Fixture", "document": "terms", "url": site.url("/legal/terms.html")},
+        ], alerts={"webhook": {"url": hook.url}})
+        before = path.read_text(encoding="utf-8")
+        daemon = start_daemon(path)
+        try:
+            assert wait_for(lambda: any(json.loads(body).get("event") == "discovered" for _, body in hook.requests), timeout=120), \
+                "no discovered alert"
+        finally:
+            err = stop_daemon(daemon)
+        assert "discovered target=fixture-privacy new=3" in err, err
+        [payload] = [json.loads(body) for _, body in hook.requests if json.loads(body).get("event") == "discovered"]
+        lines = payload["detail"].splitlines()
+        assert lines[0].startswith("3 linked page(s) of Fixture · Privacy Policy speak of AI")
+        assert lines[1].startswith(site.url("/help/ai-training.html")) and lines[2].startswith(site.url("/help/opt-out.html"))
+        assert path.read_text(encoding="utf-8") == before  # reported, never added
+        db = sqlite3.connect(workdir / "monitor.db")
+        assert db.execute("select count(*) from discovered where target_id = 'fixture-privacy'").fetchone()[0] == 3
+        db.close()
+
+        # due again (the week is over): the same pages are not reported twice
+        import asyncio
+
+        from monitor.discover import discovery_due, scheduled_discovery
+        from monitor.fetch import Fetcher
+        from monitor.flags import load_rules
+        from monitor.store import Store
+
+        config = load_config(path)
+        target = config.target("fixture-privacy")
+        with Store.open(config) as store:
+            now = time.time() + 8 * 86400
+            assert discovery_due(store, target, now) and not discovery_due(store, target, time.time())
+
+            async def again() -> list[object]:
+                async with Fetcher(config.defaults) as fetcher:
+                    return list(await scheduled_discovery(config, store, fetcher, load_rules(strict=False), target, now=now))
+
+            assert asyncio.run(again()) == []
+            assert store.db.execute("select count(*) from alerts where kind = 'discovered'").fetchone()[0] == 1
+    finally:
+        hook.close()
