@@ -95,13 +95,14 @@ class Event:
     seq: int
     effective_date: str | None
     provenance: str
+    side: str | None = None  # policy | help | None
     change: dict[str, Any] | None = None  # id, summary, flags (category, severity, change, summary)
     signals: list[Signal] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "observed_at": self.observed_at, "target": self.target_id, "document": self.document, "version": self.seq,
-            "effective_date": self.effective_date, "provenance": self.provenance, "change": self.change,
+            "effective_date": self.effective_date, "provenance": self.provenance, "side": self.side, "change": self.change,
             "signals": [s.to_dict() for s in self.signals],
         }
 
@@ -199,7 +200,7 @@ def build_timeline(store: Store, config: Config, service: str, rules: RuleSet, *
             if index == 0 or change is None or change["n_flags"]:
                 keys = read_keys(rules, store, version, name)
             timeline.events.append(Event(
-                version.observed_at, row["id"], row["document"], version.seq, version.effective_date, version.provenance,
+                version.observed_at, row["id"], row["document"], version.seq, version.effective_date, version.provenance, side,
                 _change_view(change) if change is not None and index > 0 else None,
             ))
             for key, st in keys.items():
