@@ -125,3 +125,16 @@ def test_policy_first_then_help_page_is_a_lag_the_other_way_round() -> None:
     # within the threshold: nothing
     close = _said("help", "faq", "2024-01-01", "h")
     assert signals({policy.key: [policy, close]}, {}, targets, 86400) == []
+
+
+def test_the_html_report_puts_a_services_documents_on_one_axis(linkedin: Path) -> None:
+    code, _, err = in_process("report", "--all", "--format", "html", "-o", "report.html")
+    assert code == 0, err
+    html = (linkedin / "report.html").read_text(encoding="utf-8")
+    section = html[html.index('<section id="timelines">'):]
+    assert section.count('<h3 class="service">LinkedIn</h3>') == 1
+    blocks = {m.group(1): m.group(2) for m in re.finditer(r'<div class="muted">([\w-]+): \d+ versions?</div>(.*?)</svg>', section, re.S)}
+    xs = {target: [float(x) for x in re.findall(r'<circle cx="([\d.]+)"', svg)] for target, svg in blocks.items()}
+    # the policy spans 2021-10 to 2026-02; the help page's two versions (2024) sit inside that axis, not at its ends
+    assert min(xs["linkedin-privacy"]) == 30.0 and max(xs["linkedin-privacy"]) == 970.0
+    assert 400 < min(xs["linkedin-genai-faq"]) < max(xs["linkedin-genai-faq"]) < 700
