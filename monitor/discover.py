@@ -245,7 +245,7 @@ async def discover(
     return result
 
 
-def suggested_id(config: Config, target: Target, url: str, taken: set[str]) -> str:
+def suggested_id(target: Target, url: str, taken: set[str]) -> str:
     """An id for a discovered page: the service, then the last words of its path
     (linkedin-help-data-for-generative-ai), unique in the file."""
     words = re.findall(r"[a-z0-9]+", urlsplit(url).path.lower())
@@ -264,7 +264,7 @@ def entries_for(config: Config, target: Target, candidates: Sequence[Candidate])
     taken = {t.id for t in config.targets}
     return [
         {
-            "id": suggested_id(config, target, c.url, taken),
+            "id": suggested_id(target, c.url, taken),
             "service": target.service,
             "document": "faq",
             "url": c.url,
