@@ -188,3 +188,26 @@ def test_the_daemon_reports_new_linked_pages_once_as_a_discovered_alert(workdir:
             assert store.db.execute("select count(*) from alerts where kind = 'discovered'").fetchone()[0] == 1
     finally:
         hook.close()
+
+
+def test_discover_keeps_to_the_host_gate(workdir: Path, site: Site) -> None:
+    """One request at a time to the host and a pause between them, as for checks."""
+    serve_fixtures(site)
+    starts: list[float] = []
+    for path in (DISCOVER / "help").glob("*.html"):
+        body = path.read_bytes()
+
+        def serve(body: bytes = body) -> bytes:
+            starts.append(time.monotonic())
+            return body
+
+        site.set("/help/" + path.name, serve)
+    write_config(workdir, [
+        {"id": "fixture-privacy", "service": "Fixture", "document": "privacy-policy", "url": site.url("/legal/privacy.html")},
+    ], defaults={"host_delay": "0.2s", "host_concurrency": 1})
+    assert in_process("check", "fixture-privacy", "--no-alerts")[0] == 0
+    code, out, err = in_process("discover", "fixture-privacy", "--format", "json")
+    assert code == 0, err
+    assert len(starts) == 12
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 0.18, gaps
