@@ -256,7 +256,9 @@ def signals(firsts: dict[Key, list[Said]], current: dict[str, dict[Key, Statemen
             first, later = sorted((help_first, policy_first), key=lambda s: s.observed_at)
             seconds = (_when(later.observed_at) - _when(first.observed_at)).total_seconds()
             days = seconds / 86400
-            if seconds >= threshold:
+            # Said in the later document's first stored version: it may have said it long before
+            # it was watched, so no lag can be claimed.
+            if seconds >= threshold and later.change_id is not None:
                 stated = f" (stated date {later.effective_date})" if later.effective_date and later.effective_date != later.day else ""
                 message = (
                     f"{label(first.document)} ({first.target_id}) said it on {first.day}; "

@@ -110,9 +110,9 @@ def test_timeline_bad_input_is_one_line(linkedin: Path) -> None:
     assert code == 2 and err.startswith("error: --lag-threshold:")
 
 
-def _said(side: str, document: str, day: str, target: str) -> Said:
+def _said(side: str, document: str, day: str, target: str, change_id: int | None = 7) -> Said:
     key: Key = ("ai-training", "does", ())
-    return Said(key, target, document, side, f"{day}T00:00:00Z", 1, None, 7, "may use your data to train AI", "train AI")
+    return Said(key, target, document, side, f"{day}T00:00:00Z", 1, None, change_id, "may use your data to train AI", "train AI")
 
 
 def test_policy_first_then_help_page_is_a_lag_the_other_way_round() -> None:
@@ -138,3 +138,14 @@ def test_the_html_report_puts_a_services_documents_on_one_axis(linkedin: Path) -
     # the policy spans 2021-10 to 2026-02; the help page's two versions (2024) sit inside that axis, not at its ends
     assert min(xs["linkedin-privacy"]) == 30.0 and max(xs["linkedin-privacy"]) == 970.0
     assert 400 < min(xs["linkedin-genai-faq"]) < max(xs["linkedin-genai-faq"]) < 700
+
+
+def test_a_statement_in_the_later_documents_first_version_claims_no_lag() -> None:
+    """A help page first captured in March may have said it since January: unknown, so silent."""
+    policy = _said("policy", "privacy-policy", "2024-01-01", "p", change_id=None)
+    help_page = _said("help", "faq", "2024-03-01", "h", change_id=None)
+    targets = [{"id": "p", "document": "privacy-policy"}, {"id": "h", "document": "faq"}]
+    assert signals({policy.key: [policy, help_page]}, {}, targets, 86400) == []
+    changed = _said("help", "faq", "2024-03-01", "h", change_id=12)  # the help page's change added it
+    [lag] = signals({policy.key: [policy, changed]}, {}, targets, 86400)
+    assert lag.change_id == 12 and lag.days == 60
