@@ -71,12 +71,13 @@ class Discovery:
     target_id: str
     depth: int
     followed: int = 0  # pages fetched
+    not_followed: int = 0  # links left when the page budget (service.yaml max_pages) ran out
     skipped_watched: list[str] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "target": self.target_id, "depth": self.depth, "followed": self.followed,
+            "target": self.target_id, "depth": self.depth, "followed": self.followed, "not_followed": self.not_followed,
             "already_watched": self.skipped_watched, "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -219,8 +220,9 @@ async def discover(
         gather(url, body, fmt)
     probe = replace(target, id=f"{target.id}.discover", select=(), remove=(), wait_for=None, document="faq")
     for level in range(1, depth + 1):
-        batch, frontier = frontier[:budget], []
+        batch, rest, frontier = frontier[:budget], frontier[budget:], []
         budget -= len(batch)
+        result.not_followed += len(rest)
 
         async def visit(url: str, label: str, found_on: str, level: int = level) -> tuple[Candidate, Any]:
             capture = await capture_target(fetcher, replace(probe, urls=(url,)))
@@ -240,6 +242,7 @@ async def discover(
                 for raw in capture.raws:
                     gather(raw.url, raw.data, raw.ext)
         if budget <= 0:
+            result.not_followed += len(frontier)
             break
     result.candidates.sort(key=lambda c: (c.error is not None, -c.score, c.depth, c.url))
     return result

@@ -53,7 +53,7 @@ def test_discover_ranks_ai_training_and_opt_out_pages_first(workdir: Path, site:
     assert unreadable == {site.url("/"): "http-404", site.url("/help"): "http-404"}  # the nav links, listed last
     assert urls[:2] == ["ai-training.html", "opt-out.html"]
     assert urls[2] == "ai-sharing.html"
-    assert result["already_watched"] == [site.url("/legal/terms.html")]
+    assert result["already_watched"] == [site.url("/legal/terms.html")] and result["not_followed"] == 0
     assert sum(site.hits.values()) - served_before == 14  # no fetch of the policy itself (stored capture)
     assert all(site.hits[f"/help/{name}"] == 1 for name in urls)
     top = result["candidates"][0]

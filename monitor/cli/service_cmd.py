@@ -112,6 +112,7 @@ def render_discovery(result: Discovery) -> str:
     lines = [
         f"discover {result.target_id}: {result.followed} page(s) followed (depth {result.depth}), "
         f"{len(ok)} candidate(s), {len(set(result.skipped_watched))} already watched, {len(failed)} unreadable"
+        + (f"; {result.not_followed} more link(s) not followed (max_pages in monitor/data/service.yaml)" if result.not_followed else "")
     ]
     for rank, c in enumerate(ok, start=1):
         title = c.title or c.link_text or ""
