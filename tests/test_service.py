@@ -110,6 +110,13 @@ def test_discover_add_appends_keeping_comments_and_validates(workdir: Path, site
     names = [c["url"].rsplit("/", 1)[-1] for c in json.loads(out)["candidates"] if c["error"] is None]
     assert "ai-training.html" not in names and len(names) == 9
 
+    # --pick: ranks of the list, whatever they speak of
+    code, _, err = in_process("discover", "fixture-privacy", "--add", "--pick", "9", "--yes")
+    assert code == 0, err
+    assert len(load_config(path).targets) == 6
+    code, _, err = in_process("discover", "fixture-privacy", "--add", "--pick", "99", "--yes")
+    assert code == 2 and "ranks go from 1 to 8" in err
+
 
 def test_discover_without_a_stored_capture_says_what_to_do(workdir: Path, site: Site) -> None:
     serve_fixtures(site)

@@ -36,10 +36,11 @@ def confirm_edit(edit: Edit, yes: bool, what: str) -> bool:
 @click.option("--fetch", "fetch_first", is_flag=True, help="Fetch the target now instead of reading its latest stored capture.")
 @click.option("--add", "add", is_flag=True, help="Append the top candidates that speak of AI to targets.yaml (document faq).")
 @click.option("--top", type=click.IntRange(1, 100), default=5, show_default=True, help="With --add: how many candidates at most.")
+@click.option("--pick", metavar="N,N", help="With --add: these ranks of the list instead (1,3), whatever they speak of.")
 @click.option("--yes", "-y", is_flag=True, help="With --add: write without asking.")
 @click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format.")
 @pass_state
-def discover(state: State, target_id: str, depth: int, fetch_first: bool, add: bool, top: int, yes: bool, fmt: str) -> int:
+def discover(state: State, target_id: str, depth: int, fetch_first: bool, add: bool, top: int, pick: str | None, yes: bool, fmt: str) -> int:
     """Find the help pages a policy links to, ranked by what they say about AI and opt-outs.
 
     Reads TARGET_ID's latest stored capture (no fetch unless --fetch), follows its links
@@ -53,9 +54,10 @@ def discover(state: State, target_id: str, depth: int, fetch_first: bool, add: b
       monitor discover linkedin-privacy
       monitor discover linkedin-privacy --depth 2 --format json
       monitor discover linkedin-privacy --add --top 3 --yes
+      monitor discover linkedin-privacy --add --pick 1,4
 
-    --add appends the top candidates that speak of AI (document faq, the target's service
-    and tags) to targets.yaml, keeping its comments and layout; it shows the change and asks
+    --add appends the top candidates that speak of AI, or the ranks given with --pick
+    (document faq, the target's service and tags) to targets.yaml, keeping its comments and layout; it shows the change and asks
     first unless --yes. Exit 0; 2 for an unknown target or nothing stored yet.
     """
     import asyncio
@@ -88,7 +90,19 @@ def discover(state: State, target_id: str, depth: int, fetch_first: bool, add: b
         write_output(render_discovery(result), None)
     if not add:
         return 0
-    chosen = [c for c in result.candidates if c.error is None and c.speaks_of_ai][:top]
+    readable = [c for c in result.candidates if c.error is None]
+    if pick:
+        from ..errors import InputError
+
+        try:
+            ranks = [int(n) for n in pick.split(",") if n.strip()]
+        except ValueError:
+            raise InputError(f"--pick {pick!r}: give ranks from the list, like 1,3") from None
+        if not ranks or any(not 1 <= n <= len(readable) for n in ranks):
+            raise InputError(f"--pick {pick!r}: ranks go from 1 to {len(readable)}")
+        chosen = [readable[n - 1] for n in dict.fromkeys(ranks)]
+    else:
+        chosen = [c for c in readable if c.speaks_of_ai][:top]
     if not chosen:
         echo_err("discover: no candidate speaks of AI; targets.yaml unchanged")
         return 0
