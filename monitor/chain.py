@@ -132,6 +132,9 @@ def record_of(store: Store, kind: str, ref: int) -> dict[str, Any] | None:
     if kind == "evaluation":
         row = _row(store, "evaluations", ref)
         return evaluation_record(row) if row else None
+    if kind == "purge":  # monitor/purge.py: a target's history deleted on request
+        row = _row(store, "purges", ref) if "purges" in store.db.table_names() else None
+        return {"v": FORMAT, "kind": "purge", **{k: row[k] for k in ("target_id", "purged_at", "versions", "changes", "positions")}} if row else None
     row = _row(store, "changes", ref)
     if row is None:
         return None
@@ -227,6 +230,11 @@ def _compare_record(store: Store, entry: dict[str, Any]) -> list[VerifyProblem]:
         return [VerifyProblem("error", f"chain entry {entry['position']}", f"record format {stored.get('v')} is unknown to this monitor (it knows {FORMAT})")]
     now = record_of(store, entry["kind"], entry["ref"])
     if now is None:
+        from .purge import purged_positions
+
+        purged = purged_positions(store).get(entry["position"])
+        if purged:
+            return [VerifyProblem("note", label, f"deleted on request ({purged}; `monitor remove --purge`)")]
         return [VerifyProblem("error", label, f"row deleted (chain entry {entry['position']} covers it)")]
     if entry["kind"] == "version":
         label = f"{now['target_id']}@{now['seq']}"

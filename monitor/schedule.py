@@ -388,14 +388,35 @@ class Daemon:
                 self.log("fetch-start", target=target_id)
                 started = time.monotonic()
                 result = await check_target(ctx, target)
+                seconds = time.monotonic() - started
+                if target.discover and result.outcome != "failed":
+                    await self._discover(target, ctx)
         except asyncio.CancelledError:
             self.log("fetch-cancelled", target=target_id)
             return
         finally:
             self._running.pop(target_id, None)
             self._fetcher_of.pop(target_id, None)
-        self._after_check(target, result, time.monotonic() - started)
+        self._after_check(target, result, seconds)
         await self._close_idle_fetchers()
+
+    async def _discover(self, target: Target, ctx: Any) -> None:
+        """`discover:` targets: new linked help pages, reported as an alert (monitor/discover.py).
+        A failure is one event line; the check it follows stands."""
+        from .discover import discovery_due, scheduled_discovery
+        from .flags import load_rules
+
+        try:
+            if not discovery_due(ctx.store, target, time.time()):
+                return
+            rules = ctx.rules or load_rules(strict=False)
+            new = await scheduled_discovery(self.config, ctx.store, ctx.fetcher, rules, target, now=time.time())
+        except Exception as exc:  # noqa: BLE001 - isolated like a listener: logged, the daemon goes on
+            self.log("discover-failed", target=target.id, error=f"{exc.__class__.__name__}: {exc}")
+            return
+        self.log("discovered", target=target.id, new=len(new))
+        if new:
+            self._wake_sender()
 
     def _after_check(self, target: Target, result: TargetResult, seconds: float) -> None:
         self.stats.checks += 1

@@ -323,6 +323,7 @@ TARGET_FIELDS = (
     FieldSpec("retries", "number", "Overrides defaults.retries.", _count),
     FieldSpec("confirm_delay", "duration", "Overrides defaults.confirm_delay.", parse_duration),
     FieldSpec("alerts_to", "list of emails", "Send this target's alerts here instead of alerts.to.", _email_list),
+    FieldSpec("discover", "duration", "The daemon looks for new linked help pages this often (monitor discover) and reports them (alert kind discovered).", parse_duration),
 )
 
 SMTP_FIELDS = (
@@ -387,6 +388,7 @@ class Target:
     retries: int = 2
     confirm_delay: float = 30.0
     alerts_to: tuple[str, ...] = ()
+    discover: float | None = None  # seconds between the daemon's discoveries (monitor/discover.py)
 
     @property
     def url(self) -> str:

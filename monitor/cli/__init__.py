@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "alerts_cmd",  # alerts test|list|retry
     "import_cmd",  # import wayback|ota
     "demo_cmd",  # demo
+    "service_cmd",  # discover, timeline
+    "targets_cmd",  # targets, add, remove
 )
 
 

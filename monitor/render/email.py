@@ -373,6 +373,10 @@ def render_state(config: Config, kind: str, payload: dict[str, Any], target_id: 
     if kind == "failing":
         headline = f"{title} is failing"
         lines = [f"Checks of {title} keep failing: {detail}", "Changes to this page go unseen until it recovers."]
+    elif kind == "discovered":  # monitor/discover.py: new linked help pages, one per line
+        pages = payload.get("pages") or []
+        headline = f"{title}: {len(pages)} new linked page(s) to consider watching"
+        lines = [one_line(line, MAX_ERROR_CHARS) for line in str(payload.get("detail") or "").splitlines()]
     else:
         headline = f"{title} recovered"
         lines = [f"Checks of {title} succeed again; changes to it are seen again."]

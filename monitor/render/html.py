@@ -15,7 +15,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup, escape
@@ -123,13 +123,20 @@ def row_fragment(row: dict[str, Any], store: Store | None = None, *, side_by_sid
     return clauses_html(json.loads(diff), side_by_side=side_by_side)
 
 
-def timeline(target_id: str, versions: Sequence[dict[str, Any]], flagged_versions: set[int]) -> dict[str, Any] | None:
-    """Versions of one target on a time axis: a dot per version, red when its change was flagged."""
+def _stamp(observed_at: str) -> float:
+    return datetime.fromisoformat(observed_at.replace("Z", "+00:00")).timestamp()
+
+
+def timeline(
+    target_id: str, versions: Sequence[dict[str, Any]], flagged_versions: set[int], *, axis: tuple[float, float] | None = None, service: str = ""
+) -> dict[str, Any] | None:
+    """Versions of one target on a time axis: a dot per version, red when its change was flagged.
+    `axis` (first, last timestamps) puts the documents of one service on the same axis."""
     if not versions:
         return None
     width, pad = 1000, 30
-    times = [datetime.fromisoformat(v["observed_at"].replace("Z", "+00:00")).timestamp() for v in versions]
-    lo, hi = min(times), max(times)
+    times = [_stamp(v["observed_at"]) for v in versions]
+    lo, hi = axis or (min(times), max(times))
     span = (hi - lo) or 1.0
     dots = []
     for version, t in zip(versions, times):
@@ -137,7 +144,9 @@ def timeline(target_id: str, versions: Sequence[dict[str, Any]], flagged_version
         dots.append({"x": f"{pad + (width - 2 * pad) * (t - lo) / span:.1f}", "flagged": version["seq"] in flagged_versions, "label": label})
     return {
         "target": target_id, "count": plural(len(versions), "version"), "dots": dots, "width": width, "pad": pad,
-        "first": versions[0]["observed_at"][:10], "last": versions[-1]["observed_at"][:10],
+        "first": datetime.fromtimestamp(lo, timezone.utc).date().isoformat() if axis else versions[0]["observed_at"][:10],
+        "last": datetime.fromtimestamp(hi, timezone.utc).date().isoformat() if axis else versions[-1]["observed_at"][:10],
+        "service": service,
     }
 
 
@@ -195,13 +204,21 @@ def report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, s
         })
     timelines = []
     if store is not None:
+        # Per service, every document on one axis (`monitor timeline SERVICE` has the signals).
+        services: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
         for target_id, items in sorted(by_target.items()):
             versions = list(store.db.query(
                 "select seq, observed_at, effective_date from versions where target_id = ? order by observed_at, seq", [target_id]
             ))
-            line = timeline(target_id, versions, {r["new_seq"] for r in items if r["n_flags"]})
-            if line:
-                timelines.append(line)
+            services[str(items[0].get("service") or "")].append((target_id, versions))
+        for service, documents in sorted(services.items()):
+            stamps = [_stamp(v["observed_at"]) for _, versions in documents for v in versions]
+            axis = (min(stamps), max(stamps)) if stamps else None
+            for target_id, versions in documents:
+                flagged = {r["new_seq"] for r in by_target[target_id] if r["n_flags"]}
+                line = timeline(target_id, versions, flagged, axis=axis, service=service)
+                if line:
+                    timelines.append(line)
     known: dict[tuple[str, str, str, str], tuple[str, Markup, Markup]] = {}
     articles = _article_chunks((row_article(row, known), row_fragment(row, store, side_by_side=side_by_side)) for row in rows)
     yield from _page(
