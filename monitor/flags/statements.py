@@ -115,34 +115,37 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> li
             category, polarity = "ai-third-party", "does-not"  # recipients may not train on it
         elif category in ("ai-training", "ai-third-party") and "users" in facets["owner"]:
             continue  # a rule for users or developers, not a use of their data
-        if category == "ai-training" and "ours" not in facets["owner"] and (
+        if category == "ai-training" and not facets["owner"] & {"ours", "jointly"} and (
             "others" in facets["owner"] or ("its" in facets["owner"] and facets["named"] - {own})
         ):
             category = "ai-third-party"  # only a third party trains: that is sharing for their AI
         actors = facets["actor"] | (facets["named"] - {own} if category == "ai-third-party" else set())
         if category == "opt-out-scope":
             actors = set()  # who offers the choice does not change what it covers
-        out.append(
-            Statement(
-                category=category,
-                polarity=polarity,
-                rule=rule,
-                evidence=text.evidence(span),
-                sentence=trim_evidence(text.visible_slice(lo, hi), 400),
-                key=sentence_key(text.folded[lo:hi]),
-                actors=frozenset(actors),
-                data=frozenset(facets["data"]),
-                models=frozenset(facets["model"]),
-                limits=frozenset(facets["limit"]),
-                modality=_modality(facets["modality"]) if polarity == "does" and category != "opt-out-scope" else None,
-                passive=polarity == "does" and category != "opt-out-scope" and "passive" in facets["modality"],
-                qualifiers=frozenset(facets["qualifier"]),
-                rules=tuple(dict.fromkeys(r.id for r, _ in group)),
-                language=language,
-                around=frozenset(f"{kind}:{name}" for kind, names in around.items() for name in names),
-            )
+        statement = Statement(
+            category=category,
+            polarity=polarity,
+            rule=rule,
+            evidence=text.evidence(span),
+            sentence=trim_evidence(text.visible_slice(lo, hi), 400),
+            key=sentence_key(text.folded[lo:hi]),
+            actors=frozenset(actors),
+            data=frozenset(facets["data"]),
+            models=frozenset(facets["model"]),
+            limits=frozenset(facets["limit"]),
+            modality=_modality(facets["modality"]) if polarity == "does" and category != "opt-out-scope" else None,
+            passive=polarity == "does" and category != "opt-out-scope" and "passive" in facets["modality"],
+            qualifiers=frozenset(facets["qualifier"]),
+            rules=tuple(dict.fromkeys(r.id for r, _ in group)),
+            language=language,
+            around=frozenset(f"{kind}:{name}" for kind, names in around.items() for name in names),
         )
+        out.append(statement)
         where.append(index)
+        if category == "ai-training" and "jointly" in facets["owner"]:
+            # "we and our partners use it to train models": the platform trains, and so do others
+            out.append(replace(statement, category="ai-third-party", actors=frozenset(actors | (facets["named"] - {own}))))
+            where.append(index)
     return _merge_same_sentence(_continued(rules, ctx, out, where))
 
 
