@@ -232,6 +232,7 @@ class Daemon:
                 asyncio.create_task(self._watch_config()),
             ]
             self._start_sender()
+            self._write_feeds(None)
             await self._stop.wait()
         finally:
             await self._shutdown(background)
@@ -404,6 +405,8 @@ class Daemon:
             self.stats.new_versions += 1
             self.log("new-version", target=target.id, version=result.version.seq, summary=result.summary or None, change=result.change_id)
             self._wake_sender()
+            if result.change_id is not None:
+                self._write_feeds([target.id])
         if result.n_flags:
             self.log("flagged-change", target=target.id, change=result.change_id, flags=result.n_flags)
         if result.outcome == "failed":
@@ -418,6 +421,20 @@ class Daemon:
         if result.state_change:
             self.log(result.state_change, target=target.id)
             self._wake_sender()
+
+    def _write_feeds(self, target_ids: list[str] | None) -> None:
+        """Rewrite the Atom feeds (feeds: in targets.yaml) a change concerns; a failure is
+        logged and the daemon goes on (the next change rewrites them again)."""
+        if self.config.feeds is None or self.store is None:
+            return
+        from .feeds import write_feeds
+
+        try:
+            written = write_feeds(self.store, self.config, target_ids)
+        except Exception as exc:  # a feed must never stop the checks
+            self.log("feeds-error", error=f"{exc.__class__.__name__}: {exc}")
+        else:
+            self.log("feeds-written", files=len(written))
 
     # -------------------------------------------------------------- background tasks
 

@@ -110,7 +110,11 @@ class ChangeSummary:
 
     @classmethod
     def of(cls, source: ChangeView, min_severity: str) -> ChangeSummary:
-        view = source.view()
+        return cls.of_view(source.view(), min_severity, source)
+
+    @classmethod
+    def of_view(cls, view: DiffView, min_severity: str, source: Any = None) -> ChangeSummary:
+        """From the one view of a change (a report entry or a feed's), without a ChangeView."""
         flagged = [c for c in view.clauses if counted(c.flags, min_severity)]
         others = [c for c in view.clauses if not counted(c.flags, min_severity)]
         n_flags = sum(len(counted(c.flags, min_severity)) for c in flagged)
