@@ -24,11 +24,15 @@ Webhook JSON (one POST per change, `Content-Type: application/json`):
     {"event": "change",
      "target": {"id", "service", "document", "url", "title"},
      "change_id": 17, "detected_at": "2024-09-18T10:00:00.000Z",
+     "text": "Acme · Privacy Policy changed: AI training clause added (1 flag) https://...",
      "substantive", "old", "new", "signals", "changes"}      <- the JSON of `monitor diff`
 
 and for a target entering or leaving the failing state:
 
-    {"event": "failing" | "recovered", "target": {...}, "detail": "...", "detected_at": "..."}
+    {"event": "failing" | "recovered", "target": {...}, "detail": "...", "detected_at": "...", "text": "..."}
+
+`text` is one line, for chat tools that read only that field (monitor.channels.chat_message).
+Chat and push services are reached through Apprise (monitor.channels), one queue per URL.
 
 Each request carries `X-Privacy-Monitor-Delivery: <message id>` so receivers can drop repeats.
 """
@@ -104,6 +108,10 @@ def _rows_for_channels(config: AlertsConfig, target: Target, kind: str, payload:
         rows.append(_row(kind, "email", target.id, recipients, payload))
     if config.webhook is not None:
         rows.append(_row(kind, "webhook", target.id, None, payload))
+    if config.apprise:
+        from .channels import channel_rows
+
+        rows += channel_rows(config, kind, target.id, json.dumps(payload, ensure_ascii=False))
     return rows
 
 
@@ -298,7 +306,7 @@ def deliver_pending(
 def _send_one(delivery: Delivery, batch: Outgoing, report: DeliveryReport, down: dict[str, tuple[str, str]]) -> None:
     """Send one claimed batch and record the outcome; a failure stays with its rows."""
     store, now = delivery.store, delivery.now
-    sender = _CHANNELS.get(batch.channel)
+    sender = _CHANNELS.get(batch.channel.split(":", 1)[0])  # apprise:<key> is one queue per URL
     try:
         if sender is None:
             raise AlertError(f"unknown channel {batch.channel!r}", permanent=True)
@@ -553,8 +561,8 @@ def webhook_payload(delivery: Delivery, row: AlertRow) -> dict[str, Any]:
     """The documented JSON (see the module docstring)."""
     if row.kind == "change":
         view = ChangeView.load(delivery.store, row)
-        return {"event": "change", "target": view.target, "change_id": view.change_id, "detected_at": view.detected_at, **view.diff}
-    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at}
+        return {"event": "change", "target": view.target, "change_id": view.change_id, "detected_at": view.detected_at, "text": text_line(delivery, row), **view.diff}
+    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at, "text": text_line(delivery, row)}
 
 
 def post_webhook(webhook: WebhookConfig, payload: dict[str, Any], *, delivery_id: str) -> None:
@@ -599,6 +607,14 @@ def send_test_webhook(config: Config) -> None:
     payload = {"event": "test", "message": "test message from the privacy monitor", "config": str(config.path)}
     post_webhook(webhook, payload, delivery_id=f"<test-{os.urandom(4).hex()}@{message_domain(config.alerts.sender)}>")
 
+
+def text_line(delivery: Delivery, row: AlertRow) -> str:
+    from .channels import text_line as line
+
+    return line(delivery, row)
+
+
+from . import channels as _channels  # noqa: E402,F401 - registers the apprise channel (it imports this module)
 
 __all__ = [
     "AlertRow", "ChangeView", "DeliveryReport", "Rendered", "STATES", "build_email", "deliver_pending",
