@@ -31,6 +31,10 @@ and for a target entering or leaving the failing state:
 
     {"event": "failing" | "recovered", "target": {...}, "detail": "...", "detected_at": "...", "text": "..."}
 
+and for many targets failing alike at once (monitor.outage), with "target": null:
+
+    {"event": "outage" | "outage-recovered", "outage": {"kind", "failing", "checked", "since", "targets", ...}, ...}
+
 `text` is one line, for chat tools that read only that field (monitor.channels.chat_message).
 Chat and push services are reached through Apprise (monitor.channels), one queue per URL.
 
@@ -101,21 +105,28 @@ def plan_state_alerts(config: AlertsConfig, target: Target, change: str, detail:
     return _rows_for_channels(config, target, change, payload)
 
 
-def _rows_for_channels(config: AlertsConfig, target: Target, kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+def plan_outage_alerts(config: AlertsConfig, kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for an outage of many targets ("outage") or its end ("outage-recovered"): to
+    alerts.to and every channel, about no target in particular (monitor.outage decides)."""
+    return _rows_for_channels(config, None, kind, payload)
+
+
+def _rows_for_channels(config: AlertsConfig, target: Target | None, kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    recipients = list(target.alerts_to or config.to)
+    recipients = list((target.alerts_to if target else ()) or config.to)
+    target_id = target.id if target else None
     if config.smtp is not None and recipients:
-        rows.append(_row(kind, "email", target.id, recipients, payload))
+        rows.append(_row(kind, "email", target_id, recipients, payload))
     if config.webhook is not None:
-        rows.append(_row(kind, "webhook", target.id, None, payload))
+        rows.append(_row(kind, "webhook", target_id, None, payload))
     if config.apprise:
         from .channels import channel_rows
 
-        rows += channel_rows(config, kind, target.id, json.dumps(payload, ensure_ascii=False))
+        rows += channel_rows(config, kind, target_id, json.dumps(payload, ensure_ascii=False))
     return rows
 
 
-def _row(kind: str, channel: str, target_id: str, recipients: list[str] | None, payload: dict[str, Any]) -> dict[str, Any]:
+def _row(kind: str, channel: str, target_id: str | None, recipients: list[str] | None, payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": kind,
         "channel": channel,
@@ -562,7 +573,8 @@ def webhook_payload(delivery: Delivery, row: AlertRow) -> dict[str, Any]:
     if row.kind == "change":
         view = ChangeView.load(delivery.store, row)
         return {"event": "change", "target": view.target, "change_id": view.change_id, "detected_at": view.detected_at, "text": text_line(delivery, row), **view.diff}
-    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at, "text": text_line(delivery, row)}
+    outage = {"outage": row.payload["outage"]} if "outage" in row.payload else {}
+    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at, "text": text_line(delivery, row), **outage}
 
 
 def post_webhook(webhook: WebhookConfig, payload: dict[str, Any], *, delivery_id: str) -> None:
