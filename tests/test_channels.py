@@ -257,3 +257,45 @@ def test_a_crash_between_delivery_and_commit_resends_at_most_once(tmp_path: Path
     urn = change_urn(store_id(config), row.change_id)
     assert chat.ids() == {urn: 2}  # the one resend, with the same id for the receiver to drop
     assert rows(cfg)[0].state == "sent"
+
+
+# ----------------------------------------------------------------------------- the README's example
+
+
+def readme_example() -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    after = text.split("<!-- feeds-and-channels-example", 1)[1]
+    return after.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_runs_feeds_and_a_json_channel(workdir: Path, site: Site, chat: ChatServer) -> None:
+    """The README's feeds/channels block validates as written; then it runs with local
+    addresses: the json:// channel pointed at a local receiver, the page served locally, and
+    the Slack and ntfy lines left out (a test never reaches the internet)."""
+    import feedparser
+
+    example = readme_example()
+    path = workdir / "targets.yaml"
+    path.write_text(example)
+    result = run_cli("--config", str(path), "validate")
+    assert result.code == 0, result.out + result.err
+    site.set("/privacy", page(*POLICY))
+    text = example.replace("json://localhost:8080/", f"json://127.0.0.1:{chat.port}/").replace(
+        "https://www.linkedin.com/legal/privacy-policy", site.url("/privacy"))
+    text = "\n".join(line for line in text.splitlines() if "slack://" not in line and "ntfy://" not in line)
+    assert text.count("127.0.0.1") == 2 and "apprise:" in text
+    path.write_text(text + "\ndefaults: {engine: http, confirm_delay: 0s, retries: 0, timeout: 5s}\n")
+    check(path)
+    site.set("/privacy", page(*POLICY, AI_CLAUSE))
+    check(path)
+    [message] = chat.received
+    assert message["path"] == "/hooks/privacy" and "LinkedIn · Privacy Policy changed: AI training clause added" in message["title"]
+    assert "https://intranet.example.org/monitor/report.html#change-" in message["title"]
+    config = load_config(path)
+    with Store.open(config) as store:
+        from monitor.feeds import write_feeds
+
+        written = write_feeds(store, config)
+    assert (workdir / "public" / "feeds" / "all.atom") in written
+    parsed = feedparser.parse((workdir / "public" / "feeds" / "service" / "linkedin.atom").read_bytes())
+    assert not parsed.bozo and len(parsed.entries) == 1
