@@ -53,10 +53,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .backoff import backoff
-from .mail import USER_AGENT, build_email, send_email
+from .mail import build_email, send_email
 from .errors import AlertError
 from .render.email import ChangeView, Rendered, render_change, render_digest, render_state, render_test
 from .render.view import one_line, severity_rank
@@ -565,71 +564,22 @@ def send_test_email(config: Config, recipients: Sequence[str] = (), *, now: date
     return to
 
 
-# ============================================================================= webhook
+# ============================================================================= other channels
+# The webhook and Apprise live in monitor.channels (imported at the end: they register
+# themselves with @channel, and they need this module's outbox types).
 
 
-def webhook_payload(delivery: Delivery, row: AlertRow) -> dict[str, Any]:
-    """The documented JSON (see the module docstring)."""
-    if row.kind == "change":
-        view = ChangeView.load(delivery.store, row)
-        return {"event": "change", "target": view.target, "change_id": view.change_id, "detected_at": view.detected_at, "text": text_line(delivery, row), **view.diff}
-    outage = {"outage": row.payload["outage"]} if "outage" in row.payload else {}
-    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at, "text": text_line(delivery, row), **outage}
+def __getattr__(name: str) -> Any:
+    """The webhook's functions, for callers that import them from here as before."""
+    if name in ("post_webhook", "send_test_webhook", "webhook_payload"):
+        return getattr(_channels, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def post_webhook(webhook: WebhookConfig, payload: dict[str, Any], *, delivery_id: str) -> None:
-    """POST the JSON. 2xx delivered; 408, 429 and 5xx retried; any other answer is permanent."""
-    import httpx
-
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Privacy-Monitor-Delivery": delivery_id.strip("<>"), **webhook.headers}
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    where = _redacted(webhook.url)
-    try:
-        response = httpx.post(webhook.url, content=body, headers=headers, timeout=webhook.timeout)
-    except httpx.TimeoutException:
-        raise AlertError(f"webhook {where}: no answer within {webhook.timeout:g}s") from None
-    except (httpx.HTTPError, OSError) as exc:
-        raise AlertError(f"webhook {where}: cannot connect ({exc.__class__.__name__}); check alerts.webhook.url") from None
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    retry = status in (408, 429) or status >= 500
-    raise AlertError(f"webhook {where} answered HTTP {status}" + ("; will retry" if retry else "; check alerts.webhook.url and headers"), permanent=not retry)
-
-
-def _redacted(url: str) -> str:
-    """The URL without its query (chat webhooks often carry a token there)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-@channel("webhook")
-def _deliver_webhook(delivery: Delivery, batch: Outgoing) -> None:
-    webhook = delivery.config.alerts.webhook
-    if webhook is None:
-        raise AlertError("webhook alert queued but alerts.webhook is no longer configured", permanent=True)
-    for row in batch.rows:
-        post_webhook(webhook, webhook_payload(delivery, row), delivery_id=batch.message_id)
-
-
-def send_test_webhook(config: Config) -> None:
-    webhook = config.alerts.webhook
-    if webhook is None:
-        raise AlertError("alerts.webhook is not configured; add alerts: webhook: url: ... to targets.yaml", permanent=True)
-    payload = {"event": "test", "message": "test message from the privacy monitor", "config": str(config.path)}
-    post_webhook(webhook, payload, delivery_id=f"<test-{os.urandom(4).hex()}@{message_domain(config.alerts.sender)}>")
-
-
-def text_line(delivery: Delivery, row: AlertRow) -> str:
-    from .channels import text_line as line
-
-    return line(delivery, row)
-
-
-from . import channels as _channels  # noqa: E402,F401 - registers the apprise channel (it imports this module)
+from . import channels as _channels  # noqa: E402 - registers the webhook and Apprise channels (they import this module)
 
 __all__ = [
     "AlertRow", "ChangeView", "DeliveryReport", "Rendered", "STATES", "build_email", "deliver_pending",
-    "list_alerts", "plan_change_alerts", "plan_state_alerts", "render_change", "render_digest", "requeue",
-    "send_test_email", "send_test_webhook",
+    "list_alerts", "plan_change_alerts", "plan_outage_alerts", "plan_state_alerts", "post_webhook", "render_change",
+    "render_digest", "requeue", "send_test_email", "send_test_webhook", "webhook_payload",
 ]

@@ -1,5 +1,6 @@
-"""Chat and push channels through Apprise (Slack, Microsoft Teams, Matrix, Telegram, ntfy,
-Discord, ... and plain json:// or form:// endpoints), and the one-line text every chat
+"""The channels besides email: the generic webhook (JSON, documented in monitor.alerts),
+and chat and push services through Apprise (Slack, Microsoft Teams, Matrix, Telegram, ntfy,
+Discord, ... and plain json:// or form:// endpoints); and the one-line text every chat
 message and the webhook's `text` field start with.
 
 Each Apprise URL is a channel of its own in the outbox (`apprise:<key>`, the key a digest of
@@ -13,18 +14,22 @@ delivery and the database's commit can cause.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from .alerts import AlertRow, Delivery, Outgoing, channel
+from .alerts import AlertRow, Delivery, Outgoing, channel, message_domain
 from .errors import AlertError
+from .mail import USER_AGENT
 from .feeds import change_urn
 from .render.email import ChangeSummary, ChangeView, change_link
 from .render.view import one_line
 
 if TYPE_CHECKING:
     from .store import Store
-    from .targets import Config
+    from .targets import Config, WebhookConfig
 
 log = logging.getLogger("monitor.alerts")
 
@@ -78,12 +83,62 @@ def chat_message(config: Config, store: Store, row: AlertRow) -> tuple[str, str,
     return one_line(headline, MAX_LINE_CHARS), body, kind
 
 
-def text_line(delivery: Delivery, row: AlertRow) -> str:
-    """The webhook's `text` field: one line for chat tools that read only that."""
-    return chat_message(delivery.config, delivery.store, row)[0]
+# ----------------------------------------------------------------------------- the webhook
 
 
-# ----------------------------------------------------------------------------- delivery
+def webhook_payload(delivery: Delivery, row: AlertRow) -> dict[str, Any]:
+    """The documented JSON (see the module docstring)."""
+    if row.kind == "change":
+        view = ChangeView.load(delivery.store, row)
+        return {"event": "change", "target": view.target, "change_id": view.change_id, "detected_at": view.detected_at, "text": chat_message(delivery.config, delivery.store, row)[0], **view.diff}
+    outage = {"outage": row.payload["outage"]} if "outage" in row.payload else {}
+    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at, "text": chat_message(delivery.config, delivery.store, row)[0], **outage}
+
+
+def post_webhook(webhook: WebhookConfig, payload: dict[str, Any], *, delivery_id: str) -> None:
+    """POST the JSON. 2xx delivered; 408, 429 and 5xx retried; any other answer is permanent."""
+    import httpx
+
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Privacy-Monitor-Delivery": delivery_id.strip("<>"), **webhook.headers}
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    where = _redacted(webhook.url)
+    try:
+        response = httpx.post(webhook.url, content=body, headers=headers, timeout=webhook.timeout)
+    except httpx.TimeoutException:
+        raise AlertError(f"webhook {where}: no answer within {webhook.timeout:g}s") from None
+    except (httpx.HTTPError, OSError) as exc:
+        raise AlertError(f"webhook {where}: cannot connect ({exc.__class__.__name__}); check alerts.webhook.url") from None
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    retry = status in (408, 429) or status >= 500
+    raise AlertError(f"webhook {where} answered HTTP {status}" + ("; will retry" if retry else "; check alerts.webhook.url and headers"), permanent=not retry)
+
+
+def _redacted(url: str) -> str:
+    """The URL without its query (chat webhooks often carry a token there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+@channel("webhook")
+def _deliver_webhook(delivery: Delivery, batch: Outgoing) -> None:
+    webhook = delivery.config.alerts.webhook
+    if webhook is None:
+        raise AlertError("webhook alert queued but alerts.webhook is no longer configured", permanent=True)
+    for row in batch.rows:
+        post_webhook(webhook, webhook_payload(delivery, row), delivery_id=batch.message_id)
+
+
+def send_test_webhook(config: Config) -> None:
+    webhook = config.alerts.webhook
+    if webhook is None:
+        raise AlertError("alerts.webhook is not configured; add alerts: webhook: url: ... to targets.yaml", permanent=True)
+    payload = {"event": "test", "message": "test message from the privacy monitor", "config": str(config.path)}
+    post_webhook(webhook, payload, delivery_id=f"<test-{os.urandom(4).hex()}@{message_domain(config.alerts.sender)}>")
+
+
+# ----------------------------------------------------------------------------- Apprise
 
 
 def notify(url: str, *, title: str, body: str, notify_type: str = "info") -> None:

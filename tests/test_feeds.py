@@ -143,3 +143,21 @@ def test_the_daemon_rewrites_the_feeds_after_a_change(tmp_path: Path, site: Site
     for name in ("all.atom", "service/s.atom", "target/p.atom"):
         [entry] = parse_valid((tmp_path / "feeds" / name).read_bytes()).entries
         assert entry.link == site.url("/p") and "changed" in entry.title
+
+
+def test_a_check_that_records_a_change_rewrites_its_feeds(workdir: Path, site: Site) -> None:
+    site.set("/p", page(*POLICY))
+    path = write_config(workdir, [{"id": "p", "service": "S", "document": "terms", "url": site.url("/p")}])
+    path.write_text(path.read_text() + yaml.safe_dump({"feeds": {"dir": "feeds"}}))
+    assert in_process("--config", str(path), "check")[0] == 0
+    assert not (workdir / "feeds").exists()  # a first version is no change
+    site.set("/p", page(*POLICY, AI_CLAUSE))
+    assert in_process("--config", str(path), "check")[0] == 0
+    [entry] = parse_valid((workdir / "feeds" / "target" / "p.atom").read_bytes()).entries
+    assert "AI training clause added" in entry.title
+    (workdir / "feeds" / "target" / "p.atom").unlink()
+    (workdir / "feeds" / "target").rmdir()
+    (workdir / "feeds" / "target").write_text("not a directory")
+    site.set("/p", page(*POLICY, AI_CLAUSE, "We keep logs for two years."))
+    code, _, err = in_process("--config", str(path), "check")
+    assert code == 0 and "feeds: cannot write" in err and "Traceback" not in err
