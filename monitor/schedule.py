@@ -203,6 +203,7 @@ class Daemon:
         self.slots = CheckSlots(config.defaults.concurrency)
         self._fetcher_of: dict[str, Any] = {}  # target id -> the fetcher its running check uses
         self._retired: list[Any] = []  # fetchers replaced by a reload, closed once idle
+        self._feeds: Any = None  # the FeedUpdater, once feeds: is set
 
     # -------------------------------------------------------------- lifecycle
 
@@ -423,18 +424,12 @@ class Daemon:
             self._wake_sender()
 
     def _write_feeds(self, target_ids: list[str] | None) -> None:
-        """Rewrite the Atom feeds (feeds: in targets.yaml) a change concerns; a failure is
-        logged and the daemon goes on (the next change rewrites them again)."""
-        if self.config.feeds is None or self.store is None:
-            return
-        from .feeds import write_feeds
+        """Rewrite the Atom feeds (feeds: in targets.yaml) a change concerns, off the loop."""
+        if self.config.feeds is not None:
+            from .feeds import FeedUpdater
 
-        try:
-            written = write_feeds(self.store, self.config, target_ids)
-        except Exception as exc:  # a feed must never stop the checks
-            self.log("feeds-error", error=f"{exc.__class__.__name__}: {exc}")
-        else:
-            self.log("feeds-written", files=len(written))
+            self._feeds = self._feeds or FeedUpdater(self.log)
+            self._feeds.update(self.config, target_ids)
 
     # -------------------------------------------------------------- background tasks
 
