@@ -87,8 +87,8 @@ def test_servers_down_together_give_one_alert_and_one_when_back(workdir: Path, s
     outage = chat.received[0]["outage"]
     n = outage["failing"]  # as many as had failed when the test first held: 5 of the 6 checked by then
     assert outage["kind"] == "network" and 5 <= n <= 6 and outage["checked"] == 6 and len(outage["targets"]) == n
-    assert chat.received[0]["text"] == f"{n} targets failing with network" and chat.received[0]["target"] is None
-    assert [m["Subject"] for m in mail.messages] == [f"[privacy monitor] {n} targets failing with network"]
+    assert chat.received[0]["text"] == f"{n} of 6 targets failing with network" and chat.received[0]["target"] is None
+    assert [m["Subject"] for m in mail.messages] == [f"[privacy monitor] {n} of 6 targets failing with network"]
     code, out, _ = in_process("--config", str(path), "status")
     assert out.count("failing") >= 6  # the targets are failing all the same; only the alerts are one
 

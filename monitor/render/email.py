@@ -395,7 +395,7 @@ def render_outage(config: Config, kind: str, outage: dict[str, Any]) -> Rendered
     meaning = one_line(str(outage.get("meaning") or what), 200)
     if kind == "outage":
         n = int(outage.get("failing") or 0)
-        headline = f"{n} targets failing with {what}"
+        headline = f"{n} of {outage.get('checked')} targets failing with {what}"  # so far: more may follow
         window = int(float(outage.get("window") or 0) // 60)
         listed = ", ".join(outage.get("targets") or [])
         lines = [
