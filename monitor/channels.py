@@ -87,12 +87,13 @@ def chat_message(config: Config, store: Store, row: AlertRow) -> tuple[str, str,
 
 
 def webhook_payload(delivery: Delivery, row: AlertRow) -> dict[str, Any]:
-    """The documented JSON (see the module docstring)."""
+    """The JSON documented in monitor.alerts' docstring, with its one-line `text`."""
+    text = chat_message(delivery.config, delivery.store, row)[0]
     if row.kind == "change":
         view = ChangeView.load(delivery.store, row)
-        return {"event": "change", "target": view.target, "change_id": view.change_id, "detected_at": view.detected_at, "text": chat_message(delivery.config, delivery.store, row)[0], **view.diff}
+        return {"event": "change", "target": view.target, "change_id": view.change_id, "detected_at": view.detected_at, "text": text, **view.diff}
     outage = {"outage": row.payload["outage"]} if "outage" in row.payload else {}
-    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at, "text": chat_message(delivery.config, delivery.store, row)[0], **outage}
+    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at, "text": text, **outage}
 
 
 def post_webhook(webhook: WebhookConfig, payload: dict[str, Any], *, delivery_id: str) -> None:

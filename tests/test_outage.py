@@ -14,9 +14,10 @@ import pytest
 
 from monitor.targets import load_config
 
-from .conftest import POLICY, in_process, page, run_cli, write_config
+from .conftest import POLICY, in_process, page, run_cli, wait_for, write_config
 from .test_alerts import SmtpServer, email_alerts, rows, smtp  # noqa: F401 - smtp is a fixture
 from .test_channels import ChatServer, chat  # noqa: F401 - chat is a fixture
+from .test_daemon import DaemonProcess, daemons, start  # noqa: F401 - daemons is a fixture
 
 
 class PolicyServer:
@@ -151,3 +152,24 @@ def test_a_bad_outage_setting_is_one_line(workdir: Path, outage: dict[str, Any],
     assert result.code != 0 and "Traceback" not in result.err
     [line] = [ln for ln in (result.out + result.err).splitlines() if field in ln]
     assert "targets.yaml" in line
+
+
+@pytest.mark.slow
+def test_the_daemon_sends_one_outage_alert_and_one_when_back(tmp_path: Path, servers: list[PolicyServer], chat: ChatServer, daemons: list[DaemonProcess]) -> None:  # noqa: F811
+    targets = [{"id": f"t{i}", "service": f"S{i}", "document": "terms", "url": f"http://127.0.0.1:{s.port}/terms", "schedule": "1s"}
+               for i, s in enumerate(servers)]
+    path = write_config(tmp_path, targets, defaults={"retries": 0, "failure_threshold": 2, "jitter": 0},
+                        alerts={"webhook": {"url": f"http://127.0.0.1:{chat.port}/hook"}})
+    d = start(daemons, path, tmp_path / "daemon.log")
+    d.wait_event("new-version", count=6, timeout=60)
+    for server in servers:
+        server.down()
+    d.wait_event("failing", count=6, timeout=60)  # every target entered the failing state
+    assert wait_for(lambda: "outage" in events(chat), timeout=30)
+    for server in servers:
+        server.up()
+    d.wait_event("recovered", count=6, timeout=90)
+    assert wait_for(lambda: "outage-recovered" in events(chat), timeout=30)
+    assert d.stop() == 0
+    assert events(chat) == ["outage", "outage-recovered"]
+    assert sorted(r.kind for r in rows(load_config(path))) == ["outage", "outage-recovered"]  # nothing else queued either
