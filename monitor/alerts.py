@@ -24,11 +24,19 @@ Webhook JSON (one POST per change, `Content-Type: application/json`):
     {"event": "change",
      "target": {"id", "service", "document", "url", "title"},
      "change_id": 17, "detected_at": "2024-09-18T10:00:00.000Z",
+     "text": "Acme · Privacy Policy changed: AI training clause added (1 flag) https://...",
      "substantive", "old", "new", "signals", "changes"}      <- the JSON of `monitor diff`
 
 and for a target entering or leaving the failing state:
 
-    {"event": "failing" | "recovered", "target": {...}, "detail": "...", "detected_at": "..."}
+    {"event": "failing" | "recovered", "target": {...}, "detail": "...", "detected_at": "...", "text": "..."}
+
+and for many targets failing alike at once (monitor.outage), with "target": null:
+
+    {"event": "outage" | "outage-recovered", "outage": {"kind", "failing", "checked", "since", "targets", ...}, ...}
+
+`text` is one line, for chat tools that read only that field (monitor.channels.chat_message).
+Chat and push services are reached through Apprise (monitor.channels), one queue per URL.
 
 Each request carries `X-Privacy-Monitor-Delivery: <message id>` so receivers can drop repeats.
 """
@@ -45,11 +53,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .backoff import backoff
 from .errors import AlertError
-from .mail import USER_AGENT, build_email, send_email
+from .mail import build_email, send_email
 from .render.email import (
     ChangeView,
     Rendered,
@@ -65,7 +72,7 @@ from .store import parse_timestamp, to_timestamp
 if TYPE_CHECKING:
     from .diff import DiffResult
     from .store import Store
-    from .targets import AlertsConfig, Config, Schedule, Target, WebhookConfig
+    from .targets import AlertsConfig, Config, Schedule, Target
 
 log = logging.getLogger("monitor.alerts")
 
@@ -105,17 +112,28 @@ def plan_state_alerts(config: AlertsConfig, target: Target, change: str, detail:
     return _rows_for_channels(config, target, change, payload)
 
 
-def _rows_for_channels(config: AlertsConfig, target: Target, kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+def plan_outage_alerts(config: AlertsConfig, kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for an outage of many targets ("outage") or its end ("outage-recovered"): to
+    alerts.to and every channel, about no target in particular (monitor.outage decides)."""
+    return _rows_for_channels(config, None, kind, payload)
+
+
+def _rows_for_channels(config: AlertsConfig, target: Target | None, kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    recipients = list(target.alerts_to or config.to)
+    recipients = list((target.alerts_to if target else ()) or config.to)
+    target_id = target.id if target else None
     if config.smtp is not None and recipients:
-        rows.append(_row(kind, "email", target.id, recipients, payload))
+        rows.append(_row(kind, "email", target_id, recipients, payload))
     if config.webhook is not None:
-        rows.append(_row(kind, "webhook", target.id, None, payload))
+        rows.append(_row(kind, "webhook", target_id, None, payload))
+    if config.apprise:
+        from .channels import channel_rows
+
+        rows += channel_rows(config, kind, target_id, json.dumps(payload, ensure_ascii=False))
     return rows
 
 
-def _row(kind: str, channel: str, target_id: str, recipients: list[str] | None, payload: dict[str, Any]) -> dict[str, Any]:
+def _row(kind: str, channel: str, target_id: str | None, recipients: list[str] | None, payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": kind,
         "channel": channel,
@@ -306,7 +324,7 @@ def deliver_pending(
 def _send_one(delivery: Delivery, batch: Outgoing, report: DeliveryReport, down: dict[str, tuple[str, str]]) -> None:
     """Send one claimed batch and record the outcome; a failure stays with its rows."""
     store, now = delivery.store, delivery.now
-    sender = _CHANNELS.get(batch.channel)
+    sender = _CHANNELS.get(batch.channel.split(":", 1)[0])  # apprise:<key> is one queue per URL
     try:
         if sender is None:
             raise AlertError(f"unknown channel {batch.channel!r}", permanent=True)
@@ -554,74 +572,15 @@ def send_test_email(config: Config, recipients: Sequence[str] = (), *, now: date
     return to
 
 
-# ============================================================================= webhook
+# ============================================================================= other channels
+# The webhook and Apprise live in monitor.channels (imported at the end: they register
+# themselves with @channel, and they need this module's outbox types).
 
 
-def webhook_payload(delivery: Delivery, row: AlertRow) -> dict[str, Any]:
-    """The documented JSON (see the module docstring)."""
-    if row.kind == "change":
-        view = ChangeView.load(delivery.store, row)
-        return {"event": "change", "target": view.target, "change_id": view.change_id, "detected_at": view.detected_at, **view.diff}
-    return {"event": row.kind, "target": row.payload.get("target"), "detail": row.payload.get("detail"), "detected_at": row.created_at}
-
-
-def post_webhook(webhook: WebhookConfig, payload: dict[str, Any], *, delivery_id: str) -> None:
-    """POST the JSON. 2xx delivered; 408, 429 and 5xx retried; any other answer is permanent."""
-    import httpx
-
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Privacy-Monitor-Delivery": delivery_id.strip("<>"), **webhook.headers}
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    where = _redacted(webhook.url)
-    try:
-        response = httpx.post(webhook.url, content=body, headers=headers, timeout=webhook.timeout)
-    except httpx.TimeoutException:
-        raise AlertError(f"webhook {where}: no answer within {webhook.timeout:g}s") from None
-    except (httpx.HTTPError, OSError) as exc:
-        raise AlertError(f"webhook {where}: cannot connect ({exc.__class__.__name__}); check alerts.webhook.url") from None
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    retry = status in (408, 429) or status >= 500
-    raise AlertError(f"webhook {where} answered HTTP {status}" + ("; will retry" if retry else "; check alerts.webhook.url and headers"), permanent=not retry)
-
-
-def _redacted(url: str) -> str:
-    """The URL without its query (chat webhooks often carry a token there)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-@channel("webhook")
-def _deliver_webhook(delivery: Delivery, batch: Outgoing) -> None:
-    webhook = delivery.config.alerts.webhook
-    if webhook is None:
-        raise AlertError("webhook alert queued but alerts.webhook is no longer configured", permanent=True)
-    for row in batch.rows:
-        post_webhook(webhook, webhook_payload(delivery, row), delivery_id=batch.message_id)
-
-
-def send_test_webhook(config: Config) -> None:
-    webhook = config.alerts.webhook
-    if webhook is None:
-        raise AlertError("alerts.webhook is not configured; add alerts: webhook: url: ... to targets.yaml", permanent=True)
-    payload = {"event": "test", "message": "test message from the privacy monitor", "config": str(config.path)}
-    post_webhook(webhook, payload, delivery_id=f"<test-{os.urandom(4).hex()}@{message_domain(config.alerts.sender)}>")
-
+from . import channels as _channels  # noqa: E402,F401 - registers the webhook and Apprise channels (they import this module)
 
 __all__ = [
-    "STATES",
-    "AlertRow",
-    "ChangeView",
-    "DeliveryReport",
-    "Rendered",
-    "build_email",
-    "deliver_pending",
-    "list_alerts",
-    "plan_change_alerts",
-    "plan_state_alerts",
-    "render_change",
-    "render_digest",
-    "requeue",
-    "send_test_email",
-    "send_test_webhook",
+    "AlertRow", "ChangeView", "DeliveryReport", "Rendered", "STATES", "build_email", "deliver_pending",
+    "list_alerts", "plan_change_alerts", "plan_outage_alerts", "plan_state_alerts", "render_change",
+    "render_digest", "requeue", "send_test_email",
 ]

@@ -167,10 +167,20 @@ def _outcome(ctx: CheckContext, target: Target) -> CheckOutcome:
         if not ctx.config.alerts.enabled:
             return []
         from .alerts import plan_state_alerts
+        from .outage import muted
 
+        if muted(ctx.store, target.id, change):  # an outage of many targets says it once
+            return []
         return plan_state_alerts(ctx.config.alerts, target, change, detail)
 
-    return CheckOutcome(target.id, failure_threshold=ctx.config.defaults.failure_threshold, state_alerts=state_alerts)
+    def watch() -> list[dict[str, Any]]:
+        if not ctx.config.alerts.enabled:
+            return []
+        from .outage import assess
+
+        return assess(ctx.store, ctx.config, target.id)
+
+    return CheckOutcome(target.id, failure_threshold=ctx.config.defaults.failure_threshold, state_alerts=state_alerts, watch=watch)
 
 
 def _commit(ctx: CheckContext, target: Target, outcome: CheckOutcome) -> Committed:

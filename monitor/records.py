@@ -154,6 +154,7 @@ class CheckOutcome:
     engine_choice: str | None = None  # what `auto` settled on, when it changed
     failure_threshold: int = 3
     state_alerts: Callable[[str, str], list[dict[str, Any]]] | None = None  # (failing|recovered, detail) -> rows
+    watch: Callable[[], list[dict[str, Any]]] | None = None  # rows about many targets (an outage), once the fetches are in
 
 
 @dataclass

@@ -203,6 +203,7 @@ class Daemon:
         self.slots = CheckSlots(config.defaults.concurrency)
         self._fetcher_of: dict[str, Any] = {}  # target id -> the fetcher its running check uses
         self._retired: list[Any] = []  # fetchers replaced by a reload, closed once idle
+        self._feeds: Any = None  # the FeedUpdater, once feeds: is set
 
     # -------------------------------------------------------------- lifecycle
 
@@ -232,6 +233,7 @@ class Daemon:
                 asyncio.create_task(self._watch_config()),
             ]
             self._start_sender()
+            self._write_feeds(None)
             await self._stop.wait()
         finally:
             await self._shutdown(background)
@@ -425,6 +427,8 @@ class Daemon:
             self.stats.new_versions += 1
             self.log("new-version", target=target.id, version=result.version.seq, summary=result.summary or None, change=result.change_id)
             self._wake_sender()
+            if result.change_id is not None:
+                self._write_feeds([target.id])
         if result.n_flags:
             self.log("flagged-change", target=target.id, change=result.change_id, flags=result.n_flags)
         if result.outcome == "failed":
@@ -439,6 +443,14 @@ class Daemon:
         if result.state_change:
             self.log(result.state_change, target=target.id)
             self._wake_sender()
+
+    def _write_feeds(self, target_ids: list[str] | None) -> None:
+        """Rewrite the Atom feeds (feeds: in targets.yaml) a change concerns, off the loop."""
+        if self.config.feeds is not None:
+            from .feeds import FeedUpdater
+
+            self._feeds = self._feeds or FeedUpdater(self.log)
+            self._feeds.update(self.config, target_ids)
 
     # -------------------------------------------------------------- background tasks
 

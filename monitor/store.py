@@ -503,6 +503,9 @@ class Store:
             committed = Committed("failed" if outcome.failed else "unconfirmed")
             if cand is not None:
                 committed = self._commit_candidate(outcome.target_id, cand, raw_meta, text_bytes)
+            outage_rows = outcome.watch() if outcome.watch is not None else []
+            if outage_rows:
+                self._insert_alerts(outage_rows)
             committed.state_change = self._update_state(outcome)
         return committed
 

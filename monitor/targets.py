@@ -258,6 +258,18 @@ def _env_name(value: Any) -> str:
     return text
 
 
+def _apprise_urls(value: Any) -> tuple[str, ...]:
+    """Apprise URLs (slack://..., ntfy://..., json://host/path), each checked by Apprise itself."""
+    urls = tuple(_line_text(item) for item in _string_list(value))
+    import apprise
+
+    for index, url in enumerate(urls):
+        if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+            scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+            raise ValueError(f"item {index + 1} ({scheme}://...) is not an Apprise URL it can use; see the Apprise wiki for the form of each service's URL")
+    return urls
+
+
 def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError("expected a mapping of header names to values")
@@ -353,9 +365,23 @@ ALERTS_FIELDS = (
     FieldSpec("webhook", "mapping", "POST each change as JSON to a URL.", lambda v: v),
     FieldSpec("subject_prefix", "string", "Start of every subject.", _line_text, "[privacy monitor]"),
     FieldSpec("report_url", "URL", "Where the HTML report is published; emails link to #change-ID there ({id} is replaced if present).", _url),
+    FieldSpec("apprise", "list of URLs", "Chat and push channels through Apprise (slack://, msteams://, ntfy://, json://...), one message per change.", _apprise_urls, ()),
+    FieldSpec("outage", "mapping", "When many targets fail alike at once, one alert instead of one per target.", lambda v: v),
 )
 
-TOP_FIELDS = ("defaults", "storage", "alerts", "targets")
+OUTAGE_FIELDS = (
+    FieldSpec("min_targets", "number", "At least this many targets failing with the same kind of error...", _positive_int, 5),
+    FieldSpec("fraction", "fraction", "...and at least this share of the targets checked...", _fraction, 0.5),
+    FieldSpec("window", "duration", "...within this time, is an outage (one alert, and one when it ends).", parse_duration, "10m"),
+)
+
+FEEDS_FIELDS = (
+    FieldSpec("dir", "path", "Directory of the Atom feeds (all.atom, service/*.atom, target/*.atom), relative to this file.", _string, "feeds"),
+    FieldSpec("entries", "number", "Changes in each feed, newest first.", _positive_int, 50),
+    FieldSpec("url", "URL", "Where that directory is published (for the feeds' self links).", _url),
+)
+
+TOP_FIELDS = ("defaults", "storage", "alerts", "targets", "feeds")
 
 
 def default_value(spec: FieldSpec) -> Any:
@@ -438,6 +464,20 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class OutageConfig:
+    min_targets: int = 5
+    fraction: float = 0.5
+    window: float = 600.0
+
+
+@dataclass(frozen=True)
+class FeedsConfig:
+    dir: Path
+    entries: int = 50
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     smtp: SmtpConfig | None = None
     sender: str | None = None
@@ -449,10 +489,12 @@ class AlertsConfig:
     webhook: WebhookConfig | None = None
     subject_prefix: str = "[privacy monitor]"
     report_url: str | None = None
+    apprise: tuple[str, ...] = ()
+    outage: OutageConfig = field(default_factory=OutageConfig)
 
     @property
     def enabled(self) -> bool:
-        return (self.smtp is not None and bool(self.to)) or self.webhook is not None
+        return (self.smtp is not None and bool(self.to)) or self.webhook is not None or bool(self.apprise)
 
 
 @dataclass(frozen=True)
@@ -463,6 +505,7 @@ class Config:
     snapshots_dir: Path
     alerts: AlertsConfig
     targets: tuple[Target, ...]
+    feeds: FeedsConfig | None = None
 
     def target(self, target_id: str) -> Target:
         for target in self.targets:
@@ -611,9 +654,13 @@ def parse_config(text: str, config_path: Path) -> Config:
 
     alerts = _alerts(check, raw.get("alerts"), base)
     targets = _targets(check, raw, defaults)
+    feeds = None
+    if "feeds" in raw:
+        f = check.section(raw.get("feeds"), "feeds", FEEDS_FIELDS)
+        feeds = FeedsConfig((base / str(f.get("dir", "feeds"))).resolve(), f.get("entries", 50), None if f.get("url", UNSET) is UNSET else f["url"])
     if check.problems:
         raise ConfigError(check.problems)
-    return Config(config_path.resolve(), defaults, db_path, snapshots_dir, alerts, targets)
+    return Config(config_path.resolve(), defaults, db_path, snapshots_dir, alerts, targets, feeds)
 
 
 def _targets(check: _Checker, raw: dict[str, Any], defaults: Defaults) -> tuple[Target, ...]:
@@ -703,7 +750,13 @@ def _alerts(check: _Checker, raw: Any, base: Path) -> AlertsConfig:
         schedule = a.get("digest_schedule")
         if isinstance(schedule, Schedule) and schedule.cron is None:
             check.add(_line(raw, "digest_schedule"), "alerts.digest_schedule", "expected a cron string such as '0 8 * * *'")
+    outage = OutageConfig()
+    if isinstance(raw, dict) and "outage" in raw:
+        o = check.section(raw["outage"], "alerts.outage", OUTAGE_FIELDS)
+        outage = OutageConfig(**{k: v for k, v in o.items() if v is not UNSET})
     return AlertsConfig(
+        apprise=a.get("apprise", ()),
+        outage=outage,
         smtp=smtp,
         sender=None if sender is UNSET else sender,
         to=tuple(to) if to is not UNSET else (),
@@ -727,6 +780,8 @@ def field_reference() -> str:
         ("alerts:", ALERTS_FIELDS),
         ("alerts.smtp:", SMTP_FIELDS),
         ("alerts.webhook:", WEBHOOK_FIELDS),
+        ("alerts.outage:", OUTAGE_FIELDS),
+        ("feeds:", FEEDS_FIELDS),
     ):
         out.append(title)
         for spec in specs:

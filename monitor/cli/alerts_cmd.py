@@ -32,31 +32,33 @@ def alerts_group() -> None:
 
 @alerts_group.command(name="test")
 @config_option
-@click.option("--channel", type=click.Choice(["all", "email", "webhook"]), default="all", show_default=True, help="Which channel to test.")
+@click.option("--channel", type=click.Choice(["all", "email", "webhook", "apprise"]), default="all", show_default=True, help="Which channel to test.")
 @click.option("--to", "recipients", multiple=True, metavar="ADDRESS", help="Send the test email here instead of alerts.to (repeatable).")
 @pass_state
 def test_cmd(state: State, channel: str, recipients: tuple[str, ...]) -> int:
-    """Send a test message by email and to the webhook.
+    """Send a test message by email, to the webhook and to each Apprise URL.
 
     \b
     Examples:
       monitor alerts test
       monitor alerts test --channel email --to me@example.org
       monitor alerts test --channel webhook
+      monitor alerts test --channel apprise     one message to each alerts.apprise URL
 
     Exit 0 when every tested channel accepted the message, 1 when one could not be
     reached or refused (the error line names the server and the setting to fix),
     2 when the channel is not configured.
     """
-    from ..alerts import send_test_email, send_test_webhook
+    from ..alerts import send_test_email
+    from ..channels import send_test_webhook
     from ..errors import AlertError
 
     config = state.config()
-    wanted = ("email", "webhook") if channel == "all" else (channel,)
-    configured = {"email": config.alerts.smtp is not None, "webhook": config.alerts.webhook is not None}
+    wanted = ("email", "webhook", "apprise") if channel == "all" else (channel,)
+    configured = {"email": config.alerts.smtp is not None, "webhook": config.alerts.webhook is not None, "apprise": bool(config.alerts.apprise)}
     chosen = [name for name in wanted if configured[name]]
     if not chosen:
-        what = "alerts.smtp" if channel == "email" else "alerts.webhook" if channel == "webhook" else "alerts.smtp or alerts.webhook"
+        what = {"email": "alerts.smtp", "webhook": "alerts.webhook", "apprise": "alerts.apprise"}.get(channel, "alerts.smtp, alerts.webhook or alerts.apprise")
         echo_err(f"error: {config.path}: {what} is not configured; nothing to test")
         return 2
     smtp = config.alerts.smtp
@@ -66,6 +68,11 @@ def test_cmd(state: State, channel: str, recipients: tuple[str, ...]) -> int:
             if name == "email" and smtp is not None:
                 sent_to = send_test_email(config, recipients)
                 click.echo(f"email: test message accepted by {smtp.host}:{smtp.port} for {', '.join(sent_to)}")
+            elif name == "apprise":
+                from ..channels import send_test_apprise
+
+                schemes = send_test_apprise(config)
+                click.echo(f"apprise: test message accepted by {', '.join(s + '://' for s in schemes)}")
             else:
                 send_test_webhook(config)
                 click.echo("webhook: test message accepted")

@@ -62,6 +62,16 @@ def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm
     import asyncio
 
     summary = asyncio.run(_check(config, targets, confirm=not no_confirm, fmt=fmt))
+    changed = [r.target_id for r in summary.results if r.change_id is not None]
+    if config.feeds is not None and changed:  # as the daemon does after each change
+        from ..feeds import write_feeds
+        from ..store import Store
+
+        try:
+            with Store.open(config) as store:
+                write_feeds(store, config, changed)
+        except OSError as exc:  # the change is stored; only its feed is late
+            echo_err(f"feeds: cannot write {config.feeds.dir} ({exc.strerror or exc}); check feeds.dir in {config.path}")
     delivery = None
     if not no_alerts and config.alerts.enabled:
         delivery = _deliver(config)

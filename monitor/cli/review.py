@@ -18,7 +18,7 @@ from .base import State, cli, config_option, output_option, pass_state, table_co
 @click.option("--flagged", is_flag=True, help="Only changes with at least one flag.")
 @click.option("--category", "categories", multiple=True, metavar="NAME", help="Only changes flagged with this category (ai-training, ai-third-party, opt-out-scope...).")
 @click.option("--cosmetic", is_flag=True, help="Include changes that are cosmetic only.")
-@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True)
+@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json", "markdown", "html", "atom"]), default="text", show_default=True)
 @click.option("--side-by-side", is_flag=True, help="HTML: old and new text next to each other.")
 @click.option("--mark-reviewed", is_flag=True, help="Mark the changes this report shows as reviewed (only those the filters selected); the next report leaves them out.")
 @output_option
@@ -34,6 +34,7 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
       monitor report --category ai-training --all     every AI-training change ever seen
       monitor report --format html -o report.html     one self-contained page to share
       monitor report --format json | jq '.changes[].id'
+      monitor report --all --format atom -o changes.atom   an Atom feed
       monitor report --mark-reviewed                  read them, then start afresh
 
     Each change shows the document, when it was detected, the stated effective dates,
@@ -61,6 +62,10 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
             chunks: Iterable[str] = report_json(rows, since=start)
         elif fmt == "html":
             chunks = report_html(rows, store, side_by_side=side_by_side)
+        elif fmt == "atom":
+            from ..feeds import report_atom
+
+            chunks = [report_atom(store, config, [change_entry(r) for r in rows], targets)]
         elif fmt == "markdown":
             chunks = [render_report_markdown([change_entry(r) for r in rows])]
         else:

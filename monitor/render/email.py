@@ -110,7 +110,11 @@ class ChangeSummary:
 
     @classmethod
     def of(cls, source: ChangeView, min_severity: str) -> ChangeSummary:
-        view = source.view()
+        return cls.of_view(source.view(), min_severity, source)
+
+    @classmethod
+    def of_view(cls, view: DiffView, min_severity: str, source: Any = None) -> ChangeSummary:
+        """From the one view of a change (a report entry or a feed's), without a ChangeView."""
         flagged = [c for c in view.clauses if counted(c.flags, min_severity)]
         others = [c for c in view.clauses if not counted(c.flags, min_severity)]
         n_flags = sum(len(counted(c.flags, min_severity)) for c in flagged)
@@ -366,7 +370,10 @@ def render_digest(config: Config, sources: Sequence[ChangeView]) -> Rendered:
 
 
 def render_state(config: Config, kind: str, payload: dict[str, Any], target_id: str | None) -> Rendered:
-    """A target entering ("failing") or leaving ("recovered") the failing state."""
+    """A target entering ("failing") or leaving ("recovered") the failing state, or many
+    targets at once (monitor.outage: "outage", "outage-recovered")."""
+    if kind.startswith("outage"):
+        return render_outage(config, kind, payload.get("outage") or {})
     target = payload.get("target") or {"id": target_id or "", "title": target_id or "", "url": ""}
     title = target.get("title") or target.get("id", "")
     detail = one_line(str(payload.get("detail") or ""), MAX_ERROR_CHARS)
@@ -381,6 +388,31 @@ def render_state(config: Config, kind: str, payload: dict[str, Any], target_id: 
         headline = f"{title} recovered"
         lines = [f"Checks of {title} succeed again; changes to it are seen again."]
     lines += [f"Page: {target.get('url', '')}", f"Status: monitor --config {shlex.quote(str(config.path))} status"]
+    subject = one_line(f"{config.alerts.subject_prefix} {headline}", MAX_SUBJECT_CHARS)
+    text = "\n".join([headline, "", *lines, ""])
+    return Rendered(subject, text, _html(subject=subject, lead=None, heading=headline, changes=[], notes=[], lines=lines))
+
+
+def render_outage(config: Config, kind: str, outage: dict[str, Any]) -> Rendered:
+    """One message for many targets failing alike, and one when that ends."""
+    what = one_line(str(outage.get("kind") or "?"), 40)
+    meaning = one_line(str(outage.get("meaning") or what), 200)
+    if kind == "outage":
+        n = int(outage.get("failing") or 0)
+        headline = f"{n} of {outage.get('checked')} targets failing with {what}"  # so far: more may follow
+        window = int(float(outage.get("window") or 0) // 60)
+        listed = ", ".join(outage.get("targets") or [])
+        lines = [
+            f"{n} of the {outage.get('checked')} targets checked in the last {window} minutes failed with {meaning}.",
+            "That is most likely this machine's network or a shared service, not the pages: no alert per target is sent until it ends.",
+            one_line(f"Targets: {listed}", 2000),
+        ]
+    else:
+        headline = f"{what} outage over"
+        waiting = ", ".join(outage.get("waiting") or [])
+        lines = [f"Checks succeed again; the {what} failures of {outage.get('failing')} targets since {_when(str(outage.get('since')))} are over."]
+        lines.append(one_line(f"Not checked again yet: {waiting} (each is alerted on its own if its next check fails).", 2000) if waiting else "No target is still failing.")
+    lines.append(f"Status: monitor --config {shlex.quote(str(config.path))} status")
     subject = one_line(f"{config.alerts.subject_prefix} {headline}", MAX_SUBJECT_CHARS)
     text = "\n".join([headline, "", *lines, ""])
     return Rendered(subject, text, _html(subject=subject, lead=None, heading=headline, changes=[], notes=[], lines=lines))

@@ -1,0 +1,156 @@
+"""Failure alerts that do not flood: when many targets fail alike at once, it is this
+machine's network (or a shared service) that is down, not the pages, and one alert says so.
+
+The test is made after every check, inside the check's transaction, from the targets table
+(each target's last check and the kind of its last error): when at least `min_targets`
+targets, and at least `fraction` of those checked within `window`, last failed with the same
+kind, an outage of that kind opens (one alert naming the count and kind); while it is open,
+a target of that kind entering the failing state is muted (no alert of its own); it ends once
+a check in the window succeeds and the test no longer holds (one alert). A muted target still
+failing then is decided by its next check: a success recovers it quietly, a failure is an
+isolated one and gets its own failing alert.
+
+Open outages are kept in the meta table (`outage:<kind>`, and the targets left to decide in
+`outage-left`), so they survive a restart and two checking processes see the same ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from .errors import FAILURE_KINDS
+from .store import parse_timestamp, to_timestamp, utcnow
+
+if TYPE_CHECKING:
+    from .store import Store
+    from .targets import Config
+
+META_PREFIX = "outage:"
+LEFT_KEY = "outage-left"  # target id -> kind: muted, still failing when its outage ended
+MAX_LISTED = 50  # target ids carried in an alert
+
+
+def open_outages(store: Store) -> dict[str, dict[str, Any]]:
+    """kind -> the open outage's record (opened_at, failing, checked, muted)."""
+    rows = store.db.execute("select key, value from meta where key like ?", [f"{META_PREFIX}%"]).fetchall()
+    return {key[len(META_PREFIX):]: json.loads(value) for key, value in rows if value}
+
+
+def _save(store: Store, kind: str, record: dict[str, Any] | None) -> None:
+    key = META_PREFIX + kind
+    if record is None:
+        store.db.execute("delete from meta where key = ?", [key])
+    else:
+        store.db.execute("insert or replace into meta (key, value) values (?, ?)", [key, json.dumps(record)])
+
+
+def _left(store: Store) -> dict[str, str]:
+    row = store.db.execute("select value from meta where key = ?", [LEFT_KEY]).fetchone()
+    return json.loads(row[0]) if row and row[0] else {}
+
+
+def _save_left(store: Store, left: dict[str, str]) -> None:
+    store.db.execute("insert or replace into meta (key, value) values (?, ?)", [LEFT_KEY, json.dumps(left, sort_keys=True)])
+
+
+def describe(kind: str) -> str:
+    """'network (the connection failed or was cut)'."""
+    meaning = FAILURE_KINDS.get(kind, ("", False))[0]
+    return f"{kind} ({meaning})" if meaning else kind
+
+
+def assess(store: Store, config: Config, target_id: str) -> list[dict[str, Any]]:
+    """Open or close outages after a check of `target_id` (inside its write transaction).
+    Returns the outbox rows to queue: an `outage` or `outage-recovered` alert, or the target's
+    own failing alert when it still fails after its outage ended."""
+    from .alerts import plan_outage_alerts, plan_state_alerts
+
+    settings = config.alerts.outage
+    now = utcnow()
+    since = to_timestamp(parse_timestamp(now) - timedelta(seconds=settings.window))
+    checked = store.db.execute(
+        "select id, last_error_kind, state from targets where last_fetch_at >= ?", [since]
+    ).fetchall()
+    failing = Counter(kind for _, kind, _ in checked if kind)
+    succeeded = any(kind is None for _, kind, _ in checked)
+
+    def holds(kind: str) -> bool:
+        n = failing[kind]
+        return n >= settings.min_targets and n >= settings.fraction * len(checked)
+
+    rows: list[dict[str, Any]] = []
+    current = open_outages(store)
+    for kind in sorted(failing):
+        if kind in current or not holds(kind):
+            continue
+        ids = sorted(tid for tid, k, _ in checked if k == kind)
+        current[kind] = {"opened_at": now, "failing": len(ids), "checked": len(checked), "muted": []}
+        _save(store, kind, current[kind])
+        rows += plan_outage_alerts(config.alerts, "outage", {"outage": {
+            "kind": kind, "meaning": describe(kind), "failing": len(ids), "checked": len(checked),
+            "window": settings.window, "since": now, "targets": ids[:MAX_LISTED],
+        }})
+    left = _left(store)
+    before = dict(left)
+    decided = target_id in left  # its check since the outage ended decides it, below
+    for kind, record in list(current.items()):
+        if failing[kind] > record.get("failing", 0):  # the most at once, for the closing alert
+            record["failing"] = failing[kind]
+            _save(store, kind, record)
+        if holds(kind) or not succeeded:
+            continue
+        _save(store, kind, None)
+        del current[kind]
+        states = dict(store.db.execute("select id, state from targets").fetchall())
+        still = sorted(t for t in record.get("muted", []) if states.get(t) == "failing")
+        left.update({t: kind for t in still})
+        rows += plan_outage_alerts(config.alerts, "outage-recovered", {"outage": {
+            "kind": kind, "meaning": describe(kind), "failing": record.get("failing"), "since": record.get("opened_at"),
+            "until": now, "waiting": still[:MAX_LISTED],
+        }})
+    if decided:
+        row = store.db.execute("select last_error_kind from targets where id = ?", [target_id]).fetchone()
+        error = row[0] if row else None
+        if error:  # failed again: an isolated failure now, or part of a new outage
+            kind = left.pop(target_id)
+            if error in current:
+                current[error]["muted"] = sorted({*current[error]["muted"], target_id})
+                _save(store, error, current[error])
+            else:
+                known = {t.id: t for t in config.targets}
+                if target_id in known:
+                    rows += plan_state_alerts(config.alerts, known[target_id], "failing", f"{error}: still failing after the {kind} outage ended")
+        # a success is left to muted(): the recovery it brings is the quiet end of this one
+    if left != before:
+        _save_left(store, left)
+    return rows
+
+
+def muted(store: Store, target_id: str, change: str) -> bool:
+    """Whether a target's failing/recovered alert is left out because an outage covers it.
+    Entering `failing` with the kind of an open outage mutes it (and records that); its
+    recovery is then muted too while the outage is open."""
+    current = open_outages(store)
+    if change == "failing":
+        row = store.db.execute("select last_error_kind from targets where id = ?", [target_id]).fetchone()
+        kind = row[0] if row else None
+        record = current.get(kind or "")
+        if record is None:
+            return False
+        record["muted"] = sorted({*record.get("muted", []), target_id})
+        _save(store, kind, record)
+        return True
+    for kind, record in current.items():
+        if target_id in record.get("muted", []):
+            record["muted"] = [t for t in record["muted"] if t != target_id]
+            _save(store, kind, record)
+            return True
+    left = _left(store)
+    if target_id in left:  # muted, and still failing when its outage ended: recovers quietly
+        del left[target_id]
+        _save_left(store, left)
+        return True
+    return False
