@@ -521,6 +521,18 @@ READINGS = [
      "Wir können Ihre Textunterhaltungen mit Copilot verwenden, um unsere generativen KI-Modelle zu trainieren.",
      "Wir können Ihre Text- und Sprachunterhaltungen mit Copilot verwenden, um unsere generativen KI-Modelle zu trainieren.",
      {"ai-training": ["broadened"]}),
+    ("an FAQ answer turned from no to yes affirms what the question asks", "Help > Your data",
+     "**Will my drafts be used to train the AI writing assistant?**\n\nNo. Drafts stay in your account and are only used to show you suggestions.",
+     "**Will my drafts be used to train the AI writing assistant?**\n\nYes, unless you turn off *Improve suggestions* in Settings. Drafts also stay in your account.",
+     {"ai-training": ["affirmed"], "opt-out-scope": ["added"]}),
+    ("a question alone states nothing", "Help > Your data",
+     "**Can I delete my account?**\n\nYes, from Settings.",
+     "**Can I delete my account?**\n\nYes, from Settings.\n\n**Does Lumen use my photos to train AI models?**",
+     {}),
+    ("fr: an FAQ answer in a table row, from non to oui", "Confidentialité en bref",
+     "| Question | Réponse |\n|---|---|\n| Utilisez-vous mes messages pour entraîner vos modèles d'IA ? | Non |",
+     "| Question | Réponse |\n|---|---|\n| Utilisez-vous mes messages pour entraîner vos modèles d'IA ? | Oui, sauf opposition de votre part |",
+     {"ai-training": ["affirmed"]}),
 ]
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from .matchers import Context, Matcher, Regex
 from .model import SEVERITIES
 from .rules import Rule, RuleSet
-from .text import HEADING_ONLY, Span, sentence_key, trim_evidence
+from .text import HEADING_ONLY, Span, fold, sentence_key, trim_evidence
 
-FACET_KINDS = ("actor", "data", "model", "limit", "modality", "qualifier", "owner", "choice", "extent")
+FACET_KINDS = ("actor", "data", "model", "limit", "modality", "qualifier", "owner", "choice", "extent", "answer")
 """The facet vocabularies a rule file may declare (see monitor/rules/README.md)."""
 
 SHARED_FACETS = "*"
@@ -74,10 +74,14 @@ def read_statements(
     return statements_in(rules, ctx, own=own)
 
 
-def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> list[Statement]:
+def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None, questions: bool = False) -> list[Statement]:
+    """The statements of a clause. A question ("Does PixelNest use my photos to train AI?")
+    states nothing; the answer to it ("No.", "Only if you share them publicly") states what it
+    asks, denied or affirmed (`questions=True` reads a question as the statement it asks about)."""
+    answers, answered = _answers(rules, ctx, own) if not questions else ([], [])
     hits = rules.hits(ctx)
     if not hits:
-        return []
+        return answers
     text = ctx.text
     groups: dict[tuple[int, str, str], list[tuple[Rule, Span]]] = {}
     for rule, span in hits:
@@ -95,8 +99,12 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None) -> li
         if category == "opt-out-scope" and any(r.qualifier == "not-retroactive" for r, _ in groups[(index, category, "any")])
     }
     arounds: dict[str, dict[str, set[str]]] = {}  # the clause's facets, once per language
+    out.extend(answers)
+    where.extend(answered)
     for (index, category, polarity), group in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
         lo, hi = text.sentences[index]
+        if not questions and text.folded[hi : hi + 1] == "?":
+            continue  # a question asks; its answer states (see _answers)
         group.sort(key=lambda h: (-SEVERITIES.index(h[0].severity), h[1].start))
         rule, span = group[0]
         language = rule.language
@@ -197,6 +205,66 @@ def _continued(rules: RuleSet, ctx: Context, out: list[Statement], where: list[i
     return [st for pos, st in enumerate(out) if pos not in drop]
 
 
+def _answers(rules: RuleSet, ctx: Context, own: str | None) -> tuple[list[Statement], list[int]]:
+    """FAQ pages answer questions: "**Does PixelNest use my photos to train AI?** Short answer:
+    no." A sentence that opens with an answer (the language's `answer` facets: `affirms`, `denies`) after a
+    question, the last sentence before it in the clause or the paragraph (or heading) just
+    before the clause, states what the question asks: affirmed by a yes ("Only if you share
+    them publicly" is a yes with a condition), denied by a no. The statements and the index of
+    the answering sentence each belongs to."""
+    text = ctx.text
+    asked_before = _question_before(ctx._section_markdown)
+    if asked_before is None and "?" not in text.folded:
+        return [], []  # most clauses: no question to answer (and no sentence split needed)
+    out: list[Statement] = []
+    where: list[int] = []
+    for index, (lo, hi) in enumerate(text.sentences):
+        if index == 0:
+            question = asked_before
+        else:
+            qlo, qhi = text.sentences[index - 1]
+            question = text.visible_slice(qlo, qhi) + "?" if text.folded[qhi : qhi + 1] == "?" else None
+        if not question:
+            continue
+        answer = text.folded[lo:hi].lstrip(" *_-:|")
+        for language, facets in rules.facets.items():
+            kinds = facets.get("answer", {})
+            polarity = next((p for name, p in (("denies", "does-not"), ("affirms", "does")) if name in kinds and kinds[name].regex.match(answer)), None)
+            if polarity is None:
+                continue
+            asked = statements_in(rules, Context(question), own=own, questions=True)
+            found = _facets(rules, ctx, language, lo, hi)
+            for st in asked:
+                if st.category not in ("ai-training", "ai-third-party"):
+                    continue
+                out.append(replace(
+                    st, polarity=polarity, evidence=trim_evidence(text.visible_slice(lo, hi)),
+                    sentence=trim_evidence(f"{question} {text.visible_slice(lo, hi)}", 400),
+                    key=sentence_key(fold(question) + " " + text.folded[lo:hi]),
+                    qualifiers=st.qualifiers | frozenset(found["qualifier"]), limits=st.limits | frozenset(found["limit"]),
+                    data=st.data | frozenset(found["data"]), modality=st.modality if polarity == "does" else None,
+                    passive=st.passive and polarity == "does",
+                ))
+                where.append(index)
+            break
+    return out, where
+
+
+def _question_before(section: str | None) -> str | None:
+    """The question a clause may answer: the paragraph before it, or else the last heading of
+    its path, when it ends with a question mark."""
+    if not section:
+        return None
+    lines = [line.strip(" *_#") for line in section.split("\n") if line.strip(" *_#")]
+    if not lines:
+        return None
+    last = lines[-1]
+    if last.endswith("?"):
+        return last
+    heading = lines[0].split(" > ")[-1].strip()
+    return heading if len(lines) == 1 and heading.endswith("?") else None
+
+
 def _governed(ctx: Context, rules: RuleSet, language: str, lo: int, group: list[tuple[Rule, Span]]) -> bool:
     """Whether a use (training, sharing) is only the object of a choice in its sentence: a
     choice cue ("opt out of", "you can object to", "turn off") comes before every reading of
@@ -237,6 +305,8 @@ def _facets(rules: RuleSet, ctx: Context, language: str, lo: int, hi: int) -> di
         for kind, names in rules.facets.get(lang, {}).items():
             if kind == "extent":
                 continue  # read on the words a change inserted, not on the sentence (compare)
+            if kind == "answer":
+                continue  # read on the sentence after a question (_answers)
             for name, node in names.items():
                 if name == "named":  # companies and products named: only a recipient's name counts
                     found["named"].update(_named(ctx, node, lo, hi))
