@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from .charset import HTML_TYPES, decode_body
 from .errors import BrowserError, FetchError, InputError
 from .extract import Document, extract_bytes, load_data, sniff_format
-from .store import FetchRecord, RawPart, utcnow
+from .store import Exchange, FetchRecord, RawPart, Shot, utcnow
 
 if TYPE_CHECKING:
     from .targets import Defaults, Target
@@ -86,6 +86,8 @@ class Page:
     browser_version: str | None = None
     attempts: int = 1
     not_modified: bool = False  # a 304 to a conditional request: the body is the last fetch's
+    exchange: Exchange | None = None  # the main document's network response, kept for evidence
+    shots: tuple[Shot, ...] = ()  # a full-page screenshot (browser engine; see ShotPolicy)
 
     @property
     def fmt(self) -> str:
@@ -389,12 +391,15 @@ class HttpEngine(Engine):
         import httpx
 
         jar = httpx.Cookies()
+        redirects: list[dict[str, Any]] = []
         for _ in range(11):
             request = client.build_request("GET", url, headers=headers, timeout=timeout, cookies=jar)
             response = await client.send(request, stream=True, follow_redirects=False)
             if not response.has_redirect_location:  # 301, 302, 303, 307, 308 with a Location (not a 304)
+                response.extensions = {**response.extensions, "monitor_redirects": redirects}
                 return response
             jar.extract_cookies(response)
+            redirects.append({"url": str(response.url), "status": response.status_code, "location": response.headers["location"]})
             url = str(response.url.join(response.headers["location"]))
             await response.aclose()
         raise httpx.TooManyRedirects("too many redirects", request=request)
@@ -420,6 +425,7 @@ class HttpEngine(Engine):
                 headers["If-Modified-Since"] = validators.last_modified
         timeout = httpx.Timeout(target.timeout)
         client = self._http()
+        started = utcnow()
         try:
             async with asyncio.timeout(target.timeout):
                 try:
@@ -460,11 +466,22 @@ class HttpEngine(Engine):
         error = _status_error(response.status_code, url, body, head)
         if error:
             raise error
+        exchange = Exchange(
+            requested_url=url, url=final_url, status=response.status_code, reason=response.reason_phrase,
+            headers=_raw_headers(response.headers), body=body, started_at=started, engine="http",
+            http_version=response.http_version, request_headers=_raw_headers(response.request.headers),
+            redirects=tuple(response.extensions.get("monitor_redirects") or ()),
+        )
         return Page(
             url=url, final_url=final_url, status=response.status_code, body=body,
             content_type=head.get("content-type"), engine="http", etag=head.get("etag"),
-            last_modified=head.get("last-modified"),
+            last_modified=head.get("last-modified"), exchange=exchange,
         )
+
+
+def _raw_headers(headers: Any) -> tuple[tuple[str, str], ...]:
+    """Headers as they were on the wire: names in their own case, repeats kept, in order."""
+    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.raw)
 
 
 class _NoCookies:
@@ -1137,7 +1154,7 @@ async def capture_target(
     except FetchError as exc:
         record = _record(target, started, pages, engine_used, fetcher, error=exc)
         return Capture(target.id, record, error=exc, engine_choice=None)
-    raws = [RawPart(p.final_url, p.body, p.ext, p.content_type) for p in pages]
+    raws = [RawPart(p.final_url, p.body, p.ext, p.content_type, p.exchange, p.shots) for p in pages]
     record = _record(target, started, pages, engine_used, fetcher)
     record = replace(record, raw_sha256=raws[0].sha256 if len(raws) == 1 else _combined_sha(raws), extract_key=key)
     choice = engine_used if target.engine == "auto" else None
