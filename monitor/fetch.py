@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 
 from .charset import HTML_TYPES, decode_body
 from .errors import BrowserError, FetchError, InputError
-from .extract import Document, extract_bytes, load_data, sniff_format
-from .store import Exchange, FetchRecord, RawPart, Shot, utcnow
+from .extract import Document, extract_bytes, load_data, sha256_text, sniff_format
+from .store import Exchange, FetchRecord, RawPart, Shot, sha256_bytes, utcnow
 
 if TYPE_CHECKING:
     from .targets import Defaults, Target
@@ -109,6 +109,26 @@ class Page:
     @property
     def ext(self) -> str:
         return {"html": "html", "pdf": "pdf", "markdown": "md", "text": "txt"}[self.fmt]
+
+
+@dataclass(frozen=True)
+class ShotPolicy:
+    """Whether the browser takes a full-page screenshot of the page it read: `take`, unless
+    the rendered page is byte for byte the one whose sha256 is `unless_sha` (the last good
+    fetch's: its version has its picture already)."""
+
+    take: bool = False
+    unless_sha: str | None = None
+
+
+NO_SHOTS = ShotPolicy()
+
+# Screenshots: the format and quality the corpus measurement chose (benchmarks/screenshots.py,
+# README "Screenshots"), tiles no taller than the format allows, and a bound on the page height.
+SHOT_FORMAT = "webp"
+SHOT_QUALITY = 80
+SHOT_MAX_TILE = {"webp": 16383, "jpeg": 65500, "png": 32000}
+SHOT_MAX_HEIGHT = 100_000
 
 
 @dataclass(frozen=True)
@@ -349,8 +369,9 @@ class Engine:
     def __init__(self, fetcher: Fetcher):
         self.fetcher = fetcher
 
-    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
-        """One page; engines that cannot make conditional requests ignore `validators`."""
+    async def get(self, url: str, target: Target, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
+        """One page; engines that cannot make conditional requests ignore `validators`, and
+        engines that render nothing ignore `shots`."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -409,7 +430,7 @@ class HttpEngine(Engine):
         if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()
 
-    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
+    async def get(self, url: str, target: Target, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
         import httpx
 
         limits = self.fetcher.limits
@@ -590,7 +611,7 @@ class BrowserEngine(Engine):
             except Exception:
                 pass
 
-    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
+    async def get(self, url: str, target: Target, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -601,7 +622,7 @@ class BrowserEngine(Engine):
         self._fetches += 1
         held: dict[str, Any] = {}
         watch = _Watch(url, self.fetcher.limits)
-        work = asyncio.ensure_future(self._load(browser, url, target, held, watch, deadline))
+        work = asyncio.ensure_future(self._load(browser, url, target, held, watch, deadline, shots))
         try:
             await asyncio.wait({work, watch.error}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
             watch.check()  # a limit crossed, a navigation: that, whatever the load was doing then
@@ -626,7 +647,7 @@ class BrowserEngine(Engine):
             else:
                 await self._discard(held.get("context"), url, abandoned=abandoned)
 
-    async def _load(self, browser: Any, url: str, target: Target, held: dict[str, Any], watch: _Watch, deadline: float) -> Page:
+    async def _load(self, browser: Any, url: str, target: Target, held: dict[str, Any], watch: _Watch, deadline: float, shots: ShotPolicy = NO_SHOTS) -> Page:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -653,6 +674,7 @@ class BrowserEngine(Engine):
         held["page"] = page
         await watch.attach(context, page)
         held["session"] = watch.session
+        started = utcnow()
         try:
             response = await page.goto(url, wait_until="load", timeout=remaining() * 1000)
         except PlaywrightError as exc:
@@ -700,11 +722,72 @@ class BrowserEngine(Engine):
         final_url = page.url
         if not same_site(url, final_url):
             raise _left_site(url, final_url, status)
+        exchange = await self._exchange(response, url, started)
+        taken: tuple[Shot, ...] = ()
+        if shots.take and (shots.unless_sha is None or sha256_bytes(body) != shots.unless_sha):
+            taken = await self._screenshots(watch.session, url)
         return Page(
             url=url, final_url=final_url, status=status, body=body,
             content_type="text/html; charset=utf-8", engine="browser", etag=headers.get("etag"),
-            last_modified=headers.get("last-modified"), browser_version=self.version,
+            last_modified=headers.get("last-modified"), browser_version=self.version, exchange=exchange, shots=taken,
         )
+
+    async def _exchange(self, response: Any, url: str, started: str) -> Exchange | None:
+        """The main document's network response beside the DOM the page became: status,
+        headers as Chromium received them, the body (decoded), the request and redirects.
+        None, with the fetch going on, if the browser no longer has the body."""
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            body = await self._read(response.body(), url)
+            headers = tuple((h["name"], h["value"]) for h in await self._read(response.headers_array(), url))
+            request = response.request
+            sent = tuple((h["name"], h["value"]) for h in await self._read(request.headers_array(), url))
+            redirects: list[dict[str, Any]] = []
+            hop = request.redirected_from
+            while hop is not None and len(redirects) < 20:
+                answer = await self._read(hop.response(), url)
+                location = await self._read(answer.header_value("location"), url) if answer else None
+                redirects.insert(0, {"url": hop.url, "status": answer.status if answer else None, "location": location})
+                hop = hop.redirected_from
+        except (PlaywrightError, FetchError) as exc:
+            log.info("%s: the network response was not kept (%s)", url, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+            return None
+        return Exchange(
+            requested_url=url, url=response.url, status=response.status, reason=response.status_text, headers=headers, body=body,
+            started_at=started, engine="browser", request_headers=sent, redirects=tuple(redirects), browser_version=self.version,
+        )
+
+    async def _screenshots(self, session: Any, url: str) -> tuple[Shot, ...]:
+        """A full-page screenshot through the page's DevTools session, in tiles no taller
+        than the format allows (pages past SHOT_MAX_HEIGHT are cut there). A failure costs
+        the picture, never the fetch."""
+        import base64
+        import math
+
+        from playwright.async_api import Error as PlaywrightError
+
+        if session is None:
+            return ()
+        try:
+            metrics = await self._read(session.send("Page.getLayoutMetrics"), url)
+            size = metrics.get("cssContentSize") or metrics.get("contentSize") or {}
+            width = max(1, math.ceil(size.get("width") or 1))
+            height = max(1, min(SHOT_MAX_HEIGHT, math.ceil(size.get("height") or 1)))
+            tile = SHOT_MAX_TILE[SHOT_FORMAT]
+            tiles = []
+            for top in range(0, height, tile):
+                rows = min(tile, height - top)
+                params: dict[str, Any] = {"format": SHOT_FORMAT, "captureBeyondViewport": True,
+                                          "clip": {"x": 0, "y": top, "width": width, "height": rows, "scale": 1}}
+                if SHOT_FORMAT != "png":
+                    params["quality"] = SHOT_QUALITY
+                answer = await self._read(session.send("Page.captureScreenshot", params), url)
+                tiles.append(Shot(base64.b64decode(answer["data"]), SHOT_FORMAT, width, rows, top))
+        except (PlaywrightError, FetchError, KeyError, ValueError) as exc:
+            log.warning("%s: no screenshot (%s)", url, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+            return ()
+        return tuple(tiles)
 
     async def _settle(self, page: Any, watch: _Watch, url: str, cap: float) -> None:
         """After `load`, with no `wait_for`: a page without scripts is done; one with scripts
@@ -1063,14 +1146,14 @@ class Fetcher:
         for eng in self._engines.values():
             await eng.close()
 
-    async def get(self, url: str, target: Target, engine_name: str, validators: Validators | None = None) -> Page:
+    async def get(self, url: str, target: Target, engine_name: str, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
         """One page, with retries and backoff for transient failures (Retry-After honoured)."""
         attempts = 0
         while True:
             attempts += 1
             slot = await self.gate(url)
             try:
-                page = await self._attempt(url, target, engine_name, validators)
+                page = await self._attempt(url, target, engine_name, validators, shots)
                 page.attempts = attempts
                 return page
             except FetchError as exc:
@@ -1085,14 +1168,14 @@ class Fetcher:
                 slot.release()
             await self._sleep(wait)
 
-    async def _attempt(self, url: str, target: Target, engine_name: str, validators: Validators | None = None) -> Page:
+    async def _attempt(self, url: str, target: Target, engine_name: str, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
         """One attempt. Each engine keeps to the target's timeout itself (and closes what it
         opened); this outer bound, with room for that closing and a browser launch, only
         guarantees that no attempt outlives it whatever an engine does."""
         bound = target.timeout + self.limits.close_time + 30.0
         try:
             async with asyncio.timeout(bound):
-                page = await self.engine(engine_name).get(url, target, validators)
+                page = await self.engine(engine_name).get(url, target, validators, shots)
         except TimeoutError:
             raise FetchError("timeout", f"{url} did not finish within {target.timeout:g}s (the fetch's time limit)", url=url) from None
         if 200 <= page.status < 300:
@@ -1149,11 +1232,16 @@ async def capture_target(
             record = replace(_record(target, started, [page], "http", fetcher), raw_sha256=known_raw, extract_key=known[0])
             return Capture(target.id, record, document=None, raws=[], engine_choice="http" if target.engine == "auto" else None, same_as=known[1])
         pages = [page]  # the server sent the page (changed, or it ignores validators): go on with it
+    shots = NO_SHOTS
+    if target.screenshot != "false":
+        shots = ShotPolicy(True, known_raw if len(target.urls) == 1 else None)
     try:
-        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known, pages)
+        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known, pages, shots)
     except FetchError as exc:
         record = _record(target, started, pages, engine_used, fetcher, error=exc)
         return Capture(target.id, record, error=exc, engine_choice=None)
+    if target.screenshot == "true" and engine_used != "browser" and document is not None and (known is None or sha256_text(document.to_markdown()) != known[1]):
+        pages = [await _shoot_over_http(fetcher, target, p) for p in pages]
     raws = [RawPart(p.final_url, p.body, p.ext, p.content_type, p.exchange, p.shots) for p in pages]
     record = _record(target, started, pages, engine_used, fetcher)
     record = replace(record, raw_sha256=raws[0].sha256 if len(raws) == 1 else _combined_sha(raws), extract_key=key)
@@ -1168,15 +1256,28 @@ def _combined_sha(raws: list[RawPart]) -> str:
     return hashlib.sha256("".join(r.sha256 for r in raws).encode()).hexdigest()
 
 
+async def _shoot_over_http(fetcher: Fetcher, target: Target, page: Page) -> Page:
+    """`screenshot: true` on a page HTTP sufficed for: the browser loads it for the picture
+    alone (its text and bytes stay the HTTP capture's). A failure costs the picture only."""
+    if page.fmt != "html":
+        return page
+    try:
+        shown = await fetcher.get(page.final_url, target, "browser", shots=ShotPolicy(True))
+    except (FetchError, BrowserError) as exc:
+        log.warning("%s: no screenshot (%s)", page.final_url, exc)
+        return page
+    return replace(page, shots=shown.shots)
+
+
 async def _fetch_and_extract(
     fetcher: Fetcher, target: Target, chosen: str, previous_length: int | None, known: tuple[str, str] | None,
-    fetched: list[Page] | None = None,
+    fetched: list[Page] | None = None, shots: ShotPolicy = NO_SHOTS,
 ) -> tuple[Document | None, list[Page], str, str]:
     """(document, pages, engine used, extraction key); the document is None when the key
     equals the known one (same bytes as last time: nothing to extract). `fetched` are pages
     already got over HTTP (a conditional request the server answered in full)."""
     if chosen != "auto":
-        pages = fetched or [await fetcher.get(url, target, chosen) for url in target.urls]
+        pages = fetched or [await fetcher.get(url, target, chosen, shots=shots) for url in target.urls]
         key = extraction_key(target, pages)
         if known and known[0] == key:
             return None, pages, chosen, key
@@ -1193,7 +1294,7 @@ async def _fetch_and_extract(
     except FetchError as exc:
         if exc.kind not in ("bot-wall", "http-403", "http-401", "selector-missing", "too-short", "empty", "http-error"):
             raise
-    pages = [await fetcher.get(url, target, "browser") for url in target.urls]
+    pages = [await fetcher.get(url, target, "browser", shots=shots) for url in target.urls]
     return _extract_checked(target, pages, previous_length), pages, "browser", extraction_key(target, pages)
 
 

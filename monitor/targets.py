@@ -161,6 +161,16 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
+SCREENSHOT_CHOICES = ("on-change", "true", "false")
+
+
+def _screenshot(value: Any) -> str:
+    """false | true | on-change (YAML's bare true/false arrive as booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _choice(SCREENSHOT_CHOICES)(value)
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value)
@@ -295,6 +305,9 @@ DEFAULTS_FIELDS = (
     FieldSpec("recycle_after", "number", "Restart the browser after this many fetches (bounds memory).", _positive_int, 200),
     FieldSpec("lang", "language code", "Language of the documents, when the page does not say.", _lang, "en"),
     FieldSpec("conditional", "true|false", "Send If-None-Match/If-Modified-Since from the last fetch; a 304 is an unchanged check.", _bool, True),
+    FieldSpec("screenshot", "false|true|on-change", "Full-page screenshot kept with each new version: on-change, when the browser "
+              "renders a page that differs from the last version's; true, also for pages fetched over HTTP (the browser is "
+              "loaded for the picture); false, never. Unchanged checks keep none.", _screenshot, "on-change"),
 )
 
 STORAGE_FIELDS = (
@@ -323,6 +336,7 @@ TARGET_FIELDS = (
     FieldSpec("retries", "number", "Overrides defaults.retries.", _count),
     FieldSpec("confirm_delay", "duration", "Overrides defaults.confirm_delay.", parse_duration),
     FieldSpec("alerts_to", "list of emails", "Send this target's alerts here instead of alerts.to.", _email_list),
+    FieldSpec("screenshot", "false|true|on-change", "Overrides defaults.screenshot.", _screenshot),
 )
 
 SMTP_FIELDS = (
@@ -387,6 +401,7 @@ class Target:
     retries: int = 2
     confirm_delay: float = 30.0
     alerts_to: tuple[str, ...] = ()
+    screenshot: str = "on-change"  # false | true | on-change
 
     @property
     def url(self) -> str:
@@ -415,6 +430,7 @@ class Defaults:
     recycle_after: int
     lang: str
     conditional: bool = True
+    screenshot: str = "on-change"
 
 
 @dataclass(frozen=True)
