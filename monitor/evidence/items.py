@@ -176,7 +176,9 @@ def _version_items(store: Store, row: dict[str, Any], fetch: dict[str, Any] | No
             head_bytes = _read(store, response["path"], response["sha256"])
             head = json.loads(head_bytes)
             body = data if response["body_sha256"] == raw["sha256"] else _read(store, response["body_path"], response["body_sha256"])
-            started = head.get("started_at") or (fetch or {}).get("started_at") or when
+            # WARC-Date: when the fetch that made the version started, as its row says (the chain
+            # covers it); the headers file keeps the exchange's own clock reading
+            started = (fetch or {}).get("started_at") or head.get("started_at") or when
             http = Item("http", "resource", f"urn:monitor:http:{ref}/{i}", started, "application/json", head_bytes, f"{base}/http-{i}.json")
             resp, req = _exchange_items(head, body, started, f"{base}/body-{i}.{ext}", title)
             resp.warc_headers["WARC-Concurrent-To"] = http.record_id
