@@ -333,8 +333,12 @@ def _check_facts(evidence: dict[str, Any], entries: dict[int, dict[str, Any]], p
             continue
         loaded = {ref.get("role"): payload(ref, where) for ref in change.get("files") or []}
         diff_bytes = loaded.get("diff-json")
+        if "diff-json" not in loaded:
+            report.error(where, "its diff JSON is missing from the bundle")
         expect(where, "the diff JSON", diff_bytes, record.get("diff_sha256"))
         if record.get("html_sha256") is not None:
+            if "clauses-html" not in loaded:
+                report.error(where, "its clause HTML is missing from the bundle")
             expect(where, "the clause HTML", loaded.get("clauses-html"), record.get("html_sha256"))
         shown = diff_bytes
         for evaluation in change.get("evaluations") or []:
