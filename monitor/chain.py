@@ -13,7 +13,9 @@ the row it covers):
 What each kind covers (see the *_record functions; every key is always present):
 - version: target, seq, observed and recorded times, stated (effective) date, title,
   provenance and its reference, revert pointer, text sha256/bytes/clause count, every raw part
-  (URL, sha256, path, content type, size) and the fetch that produced it (requested and final
+  (URL, sha256, path, content type, size; for live captures since issue 14 also the network
+  response's headers file and body, and the screenshot tiles, each with its sha256) and the
+  fetch that produced it (requested and final
   URL, status, content type, engine, browser, ETag, Last-Modified, times, raw sha256).
 - change: the two versions (ids and seqs), detection and observation times, substantive,
   counts, categories, highest severity, signals, summary, the alerted flag, and the sha256 of
@@ -28,7 +30,11 @@ also sent as the X-Monitor-Chain header of each email). Deleting the tail leaves
 names an entry which no longer exists; `monitor verify --head N:HASH` checks a head copied from
 an email or a log against the database.
 
-Extending the format (headers, screenshots): add the field to the record builder under a new
+The response headers and the screenshots needed no new format: they are files named in a
+raw part's entry (`response`, `screenshots`), and the record holds the `raws` list whole, so
+their digests are covered as the capture's is; older versions simply have no such keys.
+
+Extending the format with another column: add the field to the record builder under a new
 version number ("v": 3) for new entries only, keep the builder for 2, and choose the builder
 by the stored record's "v"; old entries never change.
 """
@@ -274,8 +280,9 @@ def verify(store: Store, *, heads: list[tuple[str, str]] | None = None) -> list[
     for row in store.db.query("select * from versions order by target_id, seq"):
         where = f"{row['target_id']}@{row['seq']}"
         for raw in json.loads(row["raws"] or "[]"):
-            referenced.add(raw["path"])
-            problems.extend(_check_file(store, where, raw["path"], raw["sha256"], compressed=True))
+            for rel, sha in raw_files(raw):
+                referenced.add(rel)
+                problems.extend(_check_file(store, where, rel, sha, compressed=rel.endswith(".gz")))
         text_file, compressed = store.text_file(row["text_path"])
         text_rel = text_file.relative_to(store.snapshots_dir).as_posix()
         referenced.add(text_rel)
@@ -296,6 +303,17 @@ def verify(store: Store, *, heads: list[tuple[str, str]] | None = None) -> list[
             elif rel not in referenced:
                 problems.append(VerifyProblem("note", rel, "file not referenced by any version (an interrupted capture; harmless)"))
     return problems
+
+
+def raw_files(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, sha256) of every file one raw part of a version names: the capture, the
+    network exchange's headers file and body, the screenshot tiles."""
+    files = [(raw["path"], raw["sha256"])]
+    response = raw.get("response")
+    if response:
+        files += [(response["path"], response["sha256"]), (response["body_path"], response["body_sha256"])]
+    files += [(shot["path"], shot["sha256"]) for shot in raw.get("screenshots") or ()]
+    return files
 
 
 def _check_file(store: Store, where: str, rel: str, sha: str, *, compressed: bool) -> list[VerifyProblem]:

@@ -46,6 +46,13 @@ class StoreError(MonitorError):
     """The database or snapshot directory cannot be used."""
 
 
+class TamperedError(StoreError):
+    """A stored file or row no longer matches the hash chain (`monitor verify` names it):
+    the work ran and failed, so exit 1."""
+
+    exit_code = 1
+
+
 class LockError(MonitorError):
     """Another daemon already holds the database."""
 

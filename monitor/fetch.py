@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 
 from .charset import HTML_TYPES, decode_body
 from .errors import BrowserError, FetchError, InputError
-from .extract import Document, extract_bytes, load_data, sniff_format
-from .store import FetchRecord, RawPart, utcnow
+from .extract import Document, extract_bytes, load_data, sha256_text, sniff_format
+from .store import Exchange, FetchRecord, RawPart, Shot, sha256_bytes, utcnow
 
 if TYPE_CHECKING:
     from .targets import Defaults, Target
@@ -86,6 +86,8 @@ class Page:
     browser_version: str | None = None
     attempts: int = 1
     not_modified: bool = False  # a 304 to a conditional request: the body is the last fetch's
+    exchange: Exchange | None = None  # the main document's network response, kept for evidence
+    shots: tuple[Shot, ...] = ()  # a full-page screenshot (browser engine; see ShotPolicy)
 
     @property
     def fmt(self) -> str:
@@ -107,6 +109,26 @@ class Page:
     @property
     def ext(self) -> str:
         return {"html": "html", "pdf": "pdf", "markdown": "md", "text": "txt"}[self.fmt]
+
+
+@dataclass(frozen=True)
+class ShotPolicy:
+    """Whether the browser takes a full-page screenshot of the page it read: `take`, unless
+    the rendered page is byte for byte the one whose sha256 is `unless_sha` (the last good
+    fetch's: its version has its picture already)."""
+
+    take: bool = False
+    unless_sha: str | None = None
+
+
+NO_SHOTS = ShotPolicy()
+
+# Screenshots: the format and quality the corpus measurement chose (benchmarks/screenshots.py,
+# README "Screenshots"), tiles no taller than the format allows, and a bound on the page height.
+SHOT_FORMAT = "webp"
+SHOT_QUALITY = 100  # Chromium encodes WebP at 100 losslessly: pixel for pixel the PNG, ~half its size on policy pages
+SHOT_MAX_TILE = {"webp": 16383, "jpeg": 65500, "png": 32000}
+SHOT_MAX_HEIGHT = 100_000
 
 
 @dataclass(frozen=True)
@@ -347,8 +369,9 @@ class Engine:
     def __init__(self, fetcher: Fetcher):
         self.fetcher = fetcher
 
-    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
-        """One page; engines that cannot make conditional requests ignore `validators`."""
+    async def get(self, url: str, target: Target, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
+        """One page; engines that cannot make conditional requests ignore `validators`, and
+        engines that render nothing ignore `shots`."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -416,12 +439,15 @@ class HttpEngine(Engine):
         import httpx
 
         jar = httpx.Cookies()
+        redirects: list[dict[str, Any]] = []
         for _ in range(11):
             request = client.build_request("GET", url, headers=headers, timeout=timeout, cookies=jar)
             response = await client.send(request, stream=True, follow_redirects=False)
             if not response.has_redirect_location:  # 301, 302, 303, 307, 308 with a Location (not a 304)
+                response.extensions = {**response.extensions, "monitor_redirects": redirects}
                 return response
             jar.extract_cookies(response)
+            redirects.append({"url": str(response.url), "status": response.status_code, "location": response.headers["location"]})
             url = str(response.url.join(response.headers["location"]))
             await response.aclose()
         raise httpx.TooManyRedirects("too many redirects", request=request)
@@ -431,7 +457,7 @@ class HttpEngine(Engine):
         if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()
 
-    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
+    async def get(self, url: str, target: Target, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
         import httpx
 
         limits = self.fetcher.limits
@@ -447,6 +473,7 @@ class HttpEngine(Engine):
                 headers["If-Modified-Since"] = validators.last_modified
         timeout = httpx.Timeout(target.timeout)
         client = self._http()
+        started = utcnow()
         try:
             async with asyncio.timeout(target.timeout):
                 try:
@@ -487,11 +514,22 @@ class HttpEngine(Engine):
         error = _status_error(response.status_code, url, body, head)
         if error:
             raise error
+        exchange = Exchange(
+            requested_url=url, url=final_url, status=response.status_code, reason=response.reason_phrase,
+            headers=_raw_headers(response.headers), body=body, started_at=started, engine="http",
+            http_version=response.http_version, request_headers=_raw_headers(response.request.headers),
+            redirects=tuple(response.extensions.get("monitor_redirects") or ()),
+        )
         return Page(
             url=url, final_url=final_url, status=response.status_code, body=body,
             content_type=head.get("content-type"), engine="http", etag=head.get("etag"),
-            last_modified=head.get("last-modified"),
+            last_modified=head.get("last-modified"), exchange=exchange,
         )
+
+
+def _raw_headers(headers: Any) -> tuple[tuple[str, str], ...]:
+    """Headers as they were on the wire: names in their own case, repeats kept, in order."""
+    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.raw)
 
 
 class _NoCookies:
@@ -600,7 +638,7 @@ class BrowserEngine(Engine):
             except Exception:
                 pass
 
-    async def get(self, url: str, target: Target, validators: Validators | None = None) -> Page:
+    async def get(self, url: str, target: Target, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -611,7 +649,7 @@ class BrowserEngine(Engine):
         self._fetches += 1
         held: dict[str, Any] = {}
         watch = _Watch(url, self.fetcher.limits)
-        work = asyncio.ensure_future(self._load(browser, url, target, held, watch, deadline))
+        work = asyncio.ensure_future(self._load(browser, url, target, held, watch, deadline, shots))
         try:
             await asyncio.wait({work, watch.error}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
             watch.check()  # a limit crossed, a navigation: that, whatever the load was doing then
@@ -636,7 +674,7 @@ class BrowserEngine(Engine):
             else:
                 await self._discard(held.get("context"), url, abandoned=abandoned)
 
-    async def _load(self, browser: Any, url: str, target: Target, held: dict[str, Any], watch: _Watch, deadline: float) -> Page:
+    async def _load(self, browser: Any, url: str, target: Target, held: dict[str, Any], watch: _Watch, deadline: float, shots: ShotPolicy = NO_SHOTS) -> Page:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -663,6 +701,7 @@ class BrowserEngine(Engine):
         held["page"] = page
         await watch.attach(context, page)
         held["session"] = watch.session
+        started = utcnow()
         try:
             response = await page.goto(url, wait_until="load", timeout=remaining() * 1000)
         except PlaywrightError as exc:
@@ -710,11 +749,72 @@ class BrowserEngine(Engine):
         final_url = page.url
         if not same_site(url, final_url):
             raise _left_site(url, final_url, status)
+        exchange = await self._exchange(response, url, started)
+        taken: tuple[Shot, ...] = ()
+        if shots.take and (shots.unless_sha is None or sha256_bytes(body) != shots.unless_sha):
+            taken = await self._screenshots(watch.session, url)
         return Page(
             url=url, final_url=final_url, status=status, body=body,
             content_type="text/html; charset=utf-8", engine="browser", etag=headers.get("etag"),
-            last_modified=headers.get("last-modified"), browser_version=self.version,
+            last_modified=headers.get("last-modified"), browser_version=self.version, exchange=exchange, shots=taken,
         )
+
+    async def _exchange(self, response: Any, url: str, started: str) -> Exchange | None:
+        """The main document's network response beside the DOM the page became: status,
+        headers as Chromium received them, the body (decoded), the request and redirects.
+        None, with the fetch going on, if the browser no longer has the body."""
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            body = await self._read(response.body(), url)
+            headers = tuple((h["name"], h["value"]) for h in await self._read(response.headers_array(), url))
+            request = response.request
+            sent = tuple((h["name"], h["value"]) for h in await self._read(request.headers_array(), url))
+            redirects: list[dict[str, Any]] = []
+            hop = request.redirected_from
+            while hop is not None and len(redirects) < 20:
+                answer = await self._read(hop.response(), url)
+                location = await self._read(answer.header_value("location"), url) if answer else None
+                redirects.insert(0, {"url": hop.url, "status": answer.status if answer else None, "location": location})
+                hop = hop.redirected_from
+        except (PlaywrightError, FetchError) as exc:
+            log.info("%s: the network response was not kept (%s)", url, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+            return None
+        return Exchange(
+            requested_url=url, url=response.url, status=response.status, reason=response.status_text, headers=headers, body=body,
+            started_at=started, engine="browser", request_headers=sent, redirects=tuple(redirects), browser_version=self.version,
+        )
+
+    async def _screenshots(self, session: Any, url: str) -> tuple[Shot, ...]:
+        """A full-page screenshot through the page's DevTools session, in tiles no taller
+        than the format allows (pages past SHOT_MAX_HEIGHT are cut there). A failure costs
+        the picture, never the fetch."""
+        import base64
+        import math
+
+        from playwright.async_api import Error as PlaywrightError
+
+        if session is None:
+            return ()
+        try:
+            metrics = await self._read(session.send("Page.getLayoutMetrics"), url)
+            size = metrics.get("cssContentSize") or metrics.get("contentSize") or {}
+            width = max(1, math.ceil(size.get("width") or 1))
+            height = max(1, min(SHOT_MAX_HEIGHT, math.ceil(size.get("height") or 1)))
+            tile = SHOT_MAX_TILE[SHOT_FORMAT]
+            tiles = []
+            for top in range(0, height, tile):
+                rows = min(tile, height - top)
+                params: dict[str, Any] = {"format": SHOT_FORMAT, "captureBeyondViewport": True,
+                                          "clip": {"x": 0, "y": top, "width": width, "height": rows, "scale": 1}}
+                if SHOT_FORMAT != "png":
+                    params["quality"] = SHOT_QUALITY
+                answer = await self._read(session.send("Page.captureScreenshot", params), url)
+                tiles.append(Shot(base64.b64decode(answer["data"]), SHOT_FORMAT, width, rows, top))
+        except (PlaywrightError, FetchError, KeyError, ValueError) as exc:
+            log.warning("%s: no screenshot (%s)", url, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+            return ()
+        return tuple(tiles)
 
     async def _settle(self, page: Any, watch: _Watch, url: str, cap: float) -> None:
         """After `load`, with no `wait_for`: a page without scripts is done; one with scripts
@@ -1073,14 +1173,14 @@ class Fetcher:
         for eng in self._engines.values():
             await eng.close()
 
-    async def get(self, url: str, target: Target, engine_name: str, validators: Validators | None = None) -> Page:
+    async def get(self, url: str, target: Target, engine_name: str, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
         """One page, with retries and backoff for transient failures (Retry-After honoured)."""
         attempts = 0
         while True:
             attempts += 1
             slot = await self.gate(url)
             try:
-                page = await self._attempt(url, target, engine_name, validators)
+                page = await self._attempt(url, target, engine_name, validators, shots)
                 page.attempts = attempts
                 return page
             except FetchError as exc:
@@ -1095,14 +1195,14 @@ class Fetcher:
                 slot.release()
             await self._sleep(wait)
 
-    async def _attempt(self, url: str, target: Target, engine_name: str, validators: Validators | None = None) -> Page:
+    async def _attempt(self, url: str, target: Target, engine_name: str, validators: Validators | None = None, shots: ShotPolicy = NO_SHOTS) -> Page:
         """One attempt. Each engine keeps to the target's timeout itself (and closes what it
         opened); this outer bound, with room for that closing and a browser launch, only
         guarantees that no attempt outlives it whatever an engine does."""
         bound = target.timeout + self.limits.close_time + 30.0
         try:
             async with asyncio.timeout(bound):
-                page = await self.engine(engine_name).get(url, target, validators)
+                page = await self.engine(engine_name).get(url, target, validators, shots)
         except TimeoutError:
             raise FetchError("timeout", f"{url} did not finish within {target.timeout:g}s (the fetch's time limit)", url=url) from None
         if 200 <= page.status < 300:
@@ -1159,12 +1259,17 @@ async def capture_target(
             record = replace(_record(target, started, [page], "http", fetcher), raw_sha256=known_raw, extract_key=known[0])
             return Capture(target.id, record, document=None, raws=[], engine_choice="http" if target.engine == "auto" else None, same_as=known[1])
         pages = [page]  # the server sent the page (changed, or it ignores validators): go on with it
+    shots = NO_SHOTS
+    if target.screenshot != "false":
+        shots = ShotPolicy(True, known_raw if len(target.urls) == 1 else None)
     try:
-        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known, pages)
+        document, pages, engine_used, key = await _fetch_and_extract(fetcher, target, chosen, previous_length, known, pages, shots)
     except FetchError as exc:
         record = _record(target, started, pages, engine_used, fetcher, error=exc)
         return Capture(target.id, record, error=exc, engine_choice=None)
-    raws = [RawPart(p.final_url, p.body, p.ext, p.content_type) for p in pages]
+    if target.screenshot == "true" and engine_used != "browser" and document is not None and (known is None or sha256_text(document.to_markdown()) != known[1]):
+        pages = [await _shoot_over_http(fetcher, target, p) for p in pages]
+    raws = [RawPart(p.final_url, p.body, p.ext, p.content_type, p.exchange, p.shots) for p in pages]
     record = _record(target, started, pages, engine_used, fetcher)
     record = replace(record, raw_sha256=raws[0].sha256 if len(raws) == 1 else _combined_sha(raws), extract_key=key)
     choice = engine_used if target.engine == "auto" else None
@@ -1178,15 +1283,28 @@ def _combined_sha(raws: list[RawPart]) -> str:
     return hashlib.sha256("".join(r.sha256 for r in raws).encode()).hexdigest()
 
 
+async def _shoot_over_http(fetcher: Fetcher, target: Target, page: Page) -> Page:
+    """`screenshot: true` on a page HTTP sufficed for: the browser loads it for the picture
+    alone (its text and bytes stay the HTTP capture's). A failure costs the picture only."""
+    if page.fmt != "html":
+        return page
+    try:
+        shown = await fetcher.get(page.final_url, target, "browser", shots=ShotPolicy(True))
+    except (FetchError, BrowserError) as exc:
+        log.warning("%s: no screenshot (%s)", page.final_url, exc)
+        return page
+    return replace(page, shots=shown.shots)
+
+
 async def _fetch_and_extract(
     fetcher: Fetcher, target: Target, chosen: str, previous_length: int | None, known: tuple[str, str] | None,
-    fetched: list[Page] | None = None,
+    fetched: list[Page] | None = None, shots: ShotPolicy = NO_SHOTS,
 ) -> tuple[Document | None, list[Page], str, str]:
     """(document, pages, engine used, extraction key); the document is None when the key
     equals the known one (same bytes as last time: nothing to extract). `fetched` are pages
     already got over HTTP (a conditional request the server answered in full)."""
     if chosen != "auto":
-        pages = fetched or [await fetcher.get(url, target, chosen) for url in target.urls]
+        pages = fetched or [await fetcher.get(url, target, chosen, shots=shots) for url in target.urls]
         key = extraction_key(target, pages)
         if known and known[0] == key:
             return None, pages, chosen, key
@@ -1203,7 +1321,7 @@ async def _fetch_and_extract(
     except FetchError as exc:
         if exc.kind not in ("bot-wall", "http-403", "http-401", "selector-missing", "too-short", "empty", "http-error"):
             raise
-    pages = [await fetcher.get(url, target, "browser") for url in target.urls]
+    pages = [await fetcher.get(url, target, "browser", shots=shots) for url in target.urls]
     return _extract_checked(target, pages, previous_length), pages, "browser", extraction_key(target, pages)
 
 

@@ -35,6 +35,62 @@ def sha256_bytes(data: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """The main document's HTTP exchange as the network gave it: what evidence needs beside
+    the bytes the extractor read (for the browser engine those are the rendered DOM). The
+    body is the payload after any Content-Encoding was undone (httpx and Chromium both hand
+    it over decoded); the headers are kept as received, Content-Encoding included.
+
+    Stored as two content-addressed files: the body (beside the raw capture, the same file
+    when the raw capture is the body) and `head_json()`, which names the body by its sha256."""
+
+    requested_url: str
+    url: str  # the final URL, after redirects
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    started_at: str
+    engine: str
+    method: str = "GET"
+    http_version: str | None = None  # None when the engine does not say (Chromium through Playwright)
+    request_headers: tuple[tuple[str, str], ...] = ()
+    redirects: tuple[dict[str, Any], ...] = ()  # [{url, status, location}] before the final response
+    browser_version: str | None = None
+
+    @property
+    def body_sha256(self) -> str:
+        return sha256_bytes(self.body)
+
+    def head(self) -> dict[str, Any]:
+        return {
+            "format": "monitor-http-exchange/1", "requested_url": self.requested_url, "url": self.url,
+            "method": self.method, "http_version": self.http_version, "status": self.status, "reason": self.reason,
+            "headers": [list(h) for h in self.headers], "request_headers": [list(h) for h in self.request_headers],
+            "redirects": list(self.redirects), "started_at": self.started_at, "engine": self.engine,
+            "browser_version": self.browser_version, "body_sha256": self.body_sha256, "body_bytes": len(self.body),
+        }
+
+    def head_json(self) -> bytes:
+        return json.dumps(self.head(), sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One tile of a full-page screenshot (a page taller than the format allows is several)."""
+
+    data: bytes
+    fmt: str  # webp, jpeg, png
+    width: int
+    height: int
+    top: int = 0  # where the tile starts on the page, in CSS pixels
+
+    @property
+    def sha256(self) -> str:
+        return sha256_bytes(self.data)
+
+
+@dataclass(frozen=True)
 class RawPart:
     """One fetched page as received (a document may combine several)."""
 
@@ -42,6 +98,8 @@ class RawPart:
     data: bytes
     ext: str  # html, pdf, md, txt
     content_type: str | None = None
+    exchange: Exchange | None = None  # the network response (live captures since format 2 of raws)
+    shots: tuple[Shot, ...] = ()  # a full-page screenshot, as tiles (browser engine, new versions)
 
     @property
     def sha256(self) -> str:
@@ -169,6 +227,6 @@ class Committed:
 
 
 __all__ = [
-    "Candidate", "ChangePlan", "CheckOutcome", "Committed", "FetchRecord", "Planner", "RawPart", "Version",
+    "Candidate", "ChangePlan", "CheckOutcome", "Committed", "Exchange", "FetchRecord", "Planner", "RawPart", "Shot", "Version",
     "parse_timestamp", "sha256_bytes", "to_timestamp", "utcnow",
 ]

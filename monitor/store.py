@@ -40,9 +40,11 @@ from .records import (  # noqa: F401 - the records are re-exported: callers impo
     ChangePlan,
     CheckOutcome,
     Committed,
+    Exchange,
     FetchRecord,
     Planner,
     RawPart,
+    Shot,
     Version,
     parse_timestamp,
     sha256_bytes,
@@ -315,15 +317,46 @@ class Store:
     def _path(self, target_id: str, name: str) -> Path:
         return self.snapshots_dir / target_id / name
 
+    def _write_gz(self, target_id: str, data: bytes, ext: str) -> tuple[str, str]:
+        """A content-addressed compressed file: (sha256 of the data, path under snapshots/)."""
+        sha = sha256_bytes(data)
+        name = f"{sha}.{ext}.gz"
+        path = self._path(target_id, name)
+        if not path.exists():
+            _atomic_write(path, gzip.compress(data, compresslevel=6, mtime=0))
+        return sha, f"{target_id}/{name}"
+
+    def _write_plain(self, target_id: str, data: bytes, ext: str) -> tuple[str, str]:
+        """A content-addressed file kept as it is (screenshots are compressed already)."""
+        sha = sha256_bytes(data)
+        name = f"{sha}.{ext}"
+        _atomic_write(self._path(target_id, name), data)
+        return sha, f"{target_id}/{name}"
+
     def _write_raws(self, target_id: str, raws: Sequence[RawPart]) -> list[dict[str, Any]]:
+        """Each raw part's files, and its entry of the version's `raws` (which the hash chain
+        covers whole): the capture, the network exchange (headers file and body), the
+        screenshot tiles, each named by its sha256."""
         out = []
         for part in raws:
-            sha = part.sha256
-            name = f"{sha}.{part.ext}.gz"
-            path = self._path(target_id, name)
-            if not path.exists():
-                _atomic_write(path, gzip.compress(part.data, compresslevel=6, mtime=0))
-            out.append({"url": part.url, "sha256": sha, "path": f"{target_id}/{name}", "content_type": part.content_type, "bytes": len(part.data)})
+            sha, rel = self._write_gz(target_id, part.data, part.ext)
+            entry: dict[str, Any] = {"url": part.url, "sha256": sha, "path": rel, "content_type": part.content_type, "bytes": len(part.data)}
+            if part.exchange is not None:
+                body_sha, body_rel = self._write_gz(target_id, part.exchange.body, part.ext)
+                head_sha, head_rel = self._write_plain(target_id, part.exchange.head_json(), "http.json")
+                entry["response"] = {
+                    "path": head_rel, "sha256": head_sha, "status": part.exchange.status,
+                    "body_path": body_rel, "body_sha256": body_sha, "body_bytes": len(part.exchange.body),
+                }
+            if part.shots:
+                entry["screenshots"] = []
+                for shot in part.shots:
+                    shot_sha, shot_rel = self._write_plain(target_id, shot.data, shot.fmt)
+                    entry["screenshots"].append({
+                        "path": shot_rel, "sha256": shot_sha, "format": shot.fmt, "width": shot.width,
+                        "height": shot.height, "top": shot.top, "bytes": len(shot.data),
+                    })
+            out.append(entry)
         return out
 
     def latest_version(self, target_id: str) -> Version | None:
@@ -379,6 +412,13 @@ class Store:
 
     def read_raw(self, raw: dict[str, Any]) -> bytes:
         return gzip.decompress((self.snapshots_dir / raw["path"]).read_bytes())
+
+    def read_file(self, rel: str) -> bytes:
+        """A stored file's content by its path under snapshots/ (.gz files decompressed); a
+        version's `text_path` names its text, stored compressed as that name plus .gz."""
+        path, compressed = (self.snapshots_dir / rel, True) if rel.endswith(".gz") else self.text_file(rel)
+        data = path.read_bytes()
+        return gzip.decompress(data) if compressed else data
 
     def document(self, version: Version) -> Document:
         from .extract import parse_stored

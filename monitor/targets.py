@@ -161,6 +161,16 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
+SCREENSHOT_CHOICES = ("on-change", "true", "false")
+
+
+def _screenshot(value: Any) -> str:
+    """false | true | on-change (YAML's bare true/false arrive as booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _choice(SCREENSHOT_CHOICES)(value)
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value)
@@ -307,6 +317,9 @@ DEFAULTS_FIELDS = (
     FieldSpec("recycle_after", "number", "Restart the browser after this many fetches (bounds memory).", _positive_int, 200),
     FieldSpec("lang", "language code", "Language of the documents, when the page does not say.", _lang, "en"),
     FieldSpec("conditional", "true|false", "Send If-None-Match/If-Modified-Since from the last fetch; a 304 is an unchanged check.", _bool, True),
+    FieldSpec("screenshot", "false|true|on-change", "Full-page screenshot kept with each new version: on-change, when the browser "
+              "renders a page that differs from the last version's; true, also for pages fetched over HTTP (the browser is "
+              "loaded for the picture); false, never. Unchanged checks keep none.", _screenshot, "on-change"),
 )
 
 STORAGE_FIELDS = (
@@ -336,6 +349,7 @@ TARGET_FIELDS = (
     FieldSpec("confirm_delay", "duration", "Overrides defaults.confirm_delay.", parse_duration),
     FieldSpec("alerts_to", "list of emails", "Send this target's alerts here instead of alerts.to.", _email_list),
     FieldSpec("discover", "duration", "The daemon looks for new linked help pages this often (monitor discover) and reports them (alert kind discovered).", parse_duration),
+    FieldSpec("screenshot", "false|true|on-change", "Overrides defaults.screenshot.", _screenshot),
 )
 
 SMTP_FIELDS = (
@@ -415,6 +429,7 @@ class Target:
     confirm_delay: float = 30.0
     alerts_to: tuple[str, ...] = ()
     discover: float | None = None  # seconds between the daemon's discoveries (monitor/discover.py)
+    screenshot: str = "on-change"  # false | true | on-change
 
     @property
     def url(self) -> str:
@@ -443,6 +458,7 @@ class Defaults:
     recycle_after: int
     lang: str
     conditional: bool = True
+    screenshot: str = "on-change"
 
 
 @dataclass(frozen=True)

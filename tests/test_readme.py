@@ -46,6 +46,7 @@ def test_every_command_of_the_tool_has_an_example_in_the_readme() -> None:
     assert [name for name in names if f"monitor {name}" not in text] == []
 
 
+@pytest.mark.timeout(900)  # the demo (28 versions, each fetched and screenshotted by Chromium) and ~40 commands
 def test_readme_commands_run_as_written(tmp_path: Path) -> None:
     if not SHARED.exists():
         pytest.skip("the shared corpus is needed for the README's import and diff examples")

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "demo_cmd",  # demo
     "service_cmd",  # discover, timeline
     "targets_cmd",  # targets, add, remove
+    "evidence_cmd",  # export, anchor
 )
 
 

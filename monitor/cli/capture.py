@@ -1,4 +1,4 @@
-"""Capture commands: check, validate, doctor, verify, browser."""
+"""Capture commands: check, validate, doctor, verify (the database, or an exported bundle), browser."""
 
 from __future__ import annotations
 
@@ -264,23 +264,35 @@ def doctor(state: State) -> int:
 
 @cli.command()
 @config_option
+@click.argument("bundle", required=False, metavar="[FILE]", type=click.Path(dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
 @click.option("--head", "heads", multiple=True, metavar="N:SHA256",
               help="A chain head kept elsewhere (an alert's X-Monitor-Chain header, a log line) to check too.")
+@click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A file of anchored heads (`monitor anchor --to FILE`): the archive must still extend each.")
 @pass_state
-def verify(state: State, quiet: bool, heads: tuple[str, ...]) -> int:
-    """Check every stored file and every recorded fact against the hash chain.
+def verify(state: State, bundle: str | None, quiet: bool, heads: tuple[str, ...], anchor_file: str | None) -> int:
+    """Check every stored file and every recorded fact against the hash chain; or, given
+    FILE, an exported bundle (WACZ, WARC or zip) on its own, with no database.
 
     \b
-    Example:
+    Examples:
       monitor verify
+      monitor verify --anchor anchors.log
+      monitor verify change-14.wacz
 
-    Recomputes the sha256 of every raw capture and extracted text, every entry of the hash
-    chain (versions with their dates, titles, provenance and URLs; changes with their flags
-    and diff), and every copy of the chain head (meta, daemon heartbeat, alert rows, and
-    each --head given), and names exactly what does not match. A head naming an entry the
-    chain no longer has means its tail was deleted. Files left by an interrupted write are
-    listed as notes (harmless). Exit 0 when intact, 1 otherwise.
+    Recomputes the sha256 of every raw capture, response headers file, screenshot and
+    extracted text, every entry of the hash chain (versions with their dates, titles,
+    provenance and URLs; changes with their flags and diff), and every copy of the chain
+    head (meta, daemon heartbeat, alert rows, each --head and each head in --anchor FILE),
+    and names exactly what does not match. A head naming an entry the chain no longer has
+    means its tail was deleted. Files left by an interrupted write are listed as notes
+    (harmless).
+
+    With FILE: the container's digests (datapackage.json or manifest.json), every WARC
+    record's digests, the chain entries it carries and their links to its head, and every
+    capture, text, screenshot and diff against the digest its chain entry records.
+    Exit 0 when intact, 1 otherwise, 2 for a file that is not a bundle.
     """
     from ..errors import InputError
     from ..store import Store
@@ -290,12 +302,21 @@ def verify(state: State, quiet: bool, heads: tuple[str, ...]) -> int:
         number, _, digest = head.partition(":")
         if not number.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise InputError(f"--head {head[:80]}: expected N:SHA256 (64 hex digits), as in an alert's X-Monitor-Chain header")
+    extra = [("--head", h) for h in heads]
+    if anchor_file:
+        from pathlib import Path
+
+        from ..evidence.anchor import read_anchors
+
+        extra += read_anchors(Path(anchor_file))
+    if bundle:
+        return _verify_bundle(bundle, extra, quiet)
     config = state.config()
     if not config.db_path.exists():
         click.echo(f"{config.db_path}: no database yet; nothing to verify")
         return 0
     with Store.open(config) as store:
-        problems = store.verify(heads=[("--head", h) for h in heads])
+        problems = store.verify(heads=extra)
         counts = store.counts()
         head_now = store.chain_head()
     errors = [p for p in problems if p.severity == "error"]
@@ -306,7 +327,26 @@ def verify(state: State, quiet: bool, heads: tuple[str, ...]) -> int:
         click.echo(f"verify: {len(errors)} problem(s) in {counts['versions']} versions")
         return 1
     if not quiet:
-        click.echo(f"verify: ok ({counts['versions']} versions, {counts['changes']} changes, {counts['fetches']} fetches; chain head {head_now})")
+        anchored = f"; {len(extra)} head(s) given, all extended" if extra else ""
+        click.echo(f"verify: ok ({counts['versions']} versions, {counts['changes']} changes, {counts['fetches']} fetches; chain head {head_now}{anchored})")
+    return 0
+
+
+def _verify_bundle(bundle: str, anchors: list[tuple[str, str]], quiet: bool) -> int:
+    from pathlib import Path
+
+    from ..evidence.check import verify_file
+
+    report = verify_file(Path(bundle), anchors=anchors)
+    for problem in report.problems:
+        if problem.severity == "error" or not quiet:
+            click.echo(str(problem))
+    errors = [p for p in report.problems if p.severity == "error"]
+    if errors:
+        click.echo(f"verify: {bundle}: {len(errors)} problem(s)")
+        return 1
+    if not quiet:
+        click.echo(f"verify: ok: {bundle}: {report.summary()}; {report.records} WARC records, every digest matches")
     return 0
 
 
