@@ -17,7 +17,9 @@ import asyncio
 import base64
 import math
 import sys
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +75,7 @@ async def measure(pages: list[tuple[str, str]]) -> list[dict[str, object]]:
                 row: dict[str, object] = {"page": name, "width": width, "height": height}
                 for fmt, quality in FORMATS:
                     total = 0
+                    started = time.perf_counter()
                     for top in range(0, height, MAX_TILE[fmt]):
                         params: dict[str, object] = {"format": fmt, "captureBeyondViewport": True,
                                                      "clip": {"x": 0, "y": top, "width": width, "height": min(MAX_TILE[fmt], height - top), "scale": 1}}
@@ -80,6 +83,7 @@ async def measure(pages: list[tuple[str, str]]) -> list[dict[str, object]]:
                             params["quality"] = quality
                         total += len(base64.b64decode((await session.send("Page.captureScreenshot", params))["data"]))
                     row[f"{fmt}{quality or ''}"] = total
+                    row[f"{fmt}{quality or ''} ms"] = (time.perf_counter() - started) * 1000
                 rows.append(row)
         await browser.close()
     return rows
@@ -134,6 +138,7 @@ def main() -> int:
         print(f"{row['page'][:28]:<28} {row['width']:>5}x{row['height']:<6} " + " ".join(f"{row[k] / 1e6:>8.2f}M" for k in keys))
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in keys}  # type: ignore[misc]
     print(f"{'mean per version':<41} " + " ".join(f"{mean[k] / 1e6:>8.2f}M" for k in keys))
+    print(f"{'mean capture time':<41} " + " ".join(f"{statistics.mean(row[k + ' ms'] for row in rows):>7.0f}ms" for k in keys))
     from monitor.fetch import SHOT_FORMAT, SHOT_QUALITY
 
     chosen = f"{SHOT_FORMAT}{SHOT_QUALITY if SHOT_FORMAT != 'png' else ''}"
