@@ -4,8 +4,8 @@ bundles are read back with warcio and validated with the `wacz` package."""
 
 from __future__ import annotations
 
-import hashlib
 import gzip
+import hashlib
 import io
 import json
 import sqlite3
