@@ -1,5 +1,5 @@
 """Flag quality on labelled data: the labelled suite (tests/flag_suite), held-out sets written
-apart from the rules (tests/flag_holdout .. flag_holdout5), and hand labels of
+apart from the rules (tests/flag_holdout .. flag_holdout6), and hand labels of
 every consecutive pair of the real corpus (tests/corpus_labels.yaml), each run through the whole pipeline (Markdown -> clauses ->
 clause diff -> AI statements -> flags).
 
@@ -30,7 +30,7 @@ from .conftest import CORPUS
 
 TESTS = Path(__file__).resolve().parent
 SUITE_FLOOR = {"precision": 0.98, "recall": 0.97}
-HOLDOUT_FLOOR = {"precision": 0.94, "recall": 0.87}  # the five held-out sets together
+HOLDOUT_FLOOR = {"precision": 0.94, "recall": 0.875}  # the six held-out sets together
 CORPUS_FLOOR = {"precision": 0.97, "recall": 0.97}
 
 
@@ -72,7 +72,7 @@ def test_suite_precision_and_recall(rules: RuleSet) -> None:
 
 
 def test_holdout_precision_and_recall(rules: RuleSet) -> None:
-    cases = [c for folder in ("flag_holdout", "flag_holdout2", "flag_holdout3", "flag_holdout4", "flag_holdout5") for c in load_suite(TESTS / folder)]
+    cases = [c for folder in ("flag_holdout", "flag_holdout2", "flag_holdout3", "flag_holdout4", "flag_holdout5", "flag_holdout6") for c in load_suite(TESTS / folder)]
     if not cases:
         pytest.skip("no held-out cases")
     score = score_suite(rules, cases)
