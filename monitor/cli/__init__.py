@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "alerts_cmd",  # alerts test|list|retry
     "import_cmd",  # import wayback|ota
     "demo_cmd",  # demo
+    "worker_cmd",  # worker (distributed fetching)
 )
 
 
