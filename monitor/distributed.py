@@ -515,3 +515,31 @@ async def fleet_pass(
                 await asyncio.gather(task, return_exceptions=True)
                 raise DistributedError(no_worker_message(settings, settings.wait_for_workers) + f"; {fleet.pending} checks unfinished")
         return task.result()
+
+
+def fleet_status(settings: DistributedConfig) -> dict[str, Any]:
+    """For `monitor status`: the workers seen and the queue depth (or why they are unknown)."""
+    queue = queue_name(settings.queue)
+    try:
+        client = redis_client(settings.results_url)
+        seen = workers(settings.results_url, client=client)
+        depth = queue_depth(settings.broker, queue, client=client if settings.broker == settings.results_url else None)
+    except Exception as exc:
+        return {"broker": settings.broker, "queue": queue, "error": f"{exc.__class__.__name__}: {exc}", "workers": [], "queue_depth": None}
+    return {"broker": settings.broker, "queue": queue, "queue_depth": depth, "max_pending": settings.max_pending,
+            "workers": [asdict(w) for w in seen]}
+
+
+def status_lines(info: dict[str, Any]) -> list[str]:
+    """The fleet part of `monitor status`, as text."""
+    if "error" in info:
+        return [f"workers: unknown ({info['broker']} unreachable: {info['error']})"]
+    alive = [w for w in info["workers"] if w["alive"]]
+    depth = "unknown" if info["queue_depth"] is None else info["queue_depth"]
+    lines = [f"workers: {len(alive)} alive on {info['broker']}, queue {info['queue']}: {depth} waiting (daemon sends at most {info['max_pending']} at once)"]
+    for w in info["workers"]:
+        state = "alive" if w["alive"] else "GONE"
+        skew = "" if w["signature"] == signature() else f", version {w['signature']} (daemon {signature()}: gets no tasks)"
+        lines.append(f"  {w['hostname']}  {state}  pid {w['pid']}  chromium {w['chromium'] or '-'}  {w['tasks']} tasks  "
+                     f"heartbeat {w['age_seconds']}s ago{skew}")
+    return lines
