@@ -278,7 +278,7 @@ class Fleet:
         self.settings = settings
         self.defaults = defaults
         self.queue = queue_name(settings.queue)
-        self._event = event or (lambda name, **fields: log.info("%s %s", name, fields))
+        self._event = event or (lambda name, **fields: log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items())))
         self._poll = poll
         self._io = ThreadPoolExecutor(1, thread_name_prefix="fleet")
         self._waiting: dict[str, _Waiting] = {}

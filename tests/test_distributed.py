@@ -330,10 +330,10 @@ def test_a_worker_killed_mid_fetch_leaves_the_check_to_the_other(redis_server: R
         return policy(1)
 
     url = site.set("/slow", body)
-    config = write_config(tmp_path, [{"id": "slow", "service": "S", "document": "privacy-policy", "url": url}], defaults={"timeout": "20s", "retries": 0})
+    config = write_config(tmp_path, [{"id": "slow", "service": "S", "document": "privacy-policy", "url": url}], defaults={"timeout": "6s", "retries": 0})
     config.write_text(config.read_text() + f"distributed: {{broker: '{redis_server.url}'}}\n")
-    workers.start("w1", concurrency=1, visibility="25s")
-    workers.start("w2", concurrency=1, visibility="25s")
+    workers.start("w1", concurrency=1, visibility="12s")
+    workers.start("w2", concurrency=1, visibility="12s")
     check = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: len(requests) == 1, timeout=60)
@@ -372,7 +372,7 @@ def test_a_pass_survives_a_redis_restart(redis_server: RedisServer, workers: Wor
     config.write_text(config.read_text() + f"distributed: {{broker: '{redis_server.url}'}}\n")
     workers.start("w1", concurrency=2)
     workers.start("w2", concurrency=2)
-    check = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    check = subprocess.Popen([sys.executable, "-m", "monitor", "-v", "--config", str(config), "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: sum(site.hits.values()) >= 2, timeout=60)
         redis_server.restart()
@@ -381,6 +381,7 @@ def test_a_pass_survives_a_redis_restart(redis_server: RedisServer, workers: Wor
         if check.poll() is None:
             check.kill()
     assert check.returncode == 0, err
+    assert "resend" in err and "the Redis server restarted" in err  # the queued checks were lost with it, and sent again
     assert f"checked {n}, new version {n}, unchanged 0, failed 0" in out
     db = tmp_path / "monitor.db"
     assert rows(db, "select count(distinct target_id), count(*) from versions") == [(n, n)]
@@ -401,16 +402,21 @@ def test_host_delay_holds_across_two_workers(redis_server: RedisServer, workers:
 
     n = 8
     targets = [{"id": f"p{i}", "service": "S", "document": "privacy-policy", "url": site.set(f"/p{i}", body(i))} for i in range(n)]
-    config = write_config(tmp_path, targets, defaults={"host_delay": "0.4s", "host_concurrency": 4})
+    # One request at a time per host, and 0.4 s after the last one finished: the rule holds
+    # at the server whatever a worker's own lag between the gate and the request. Without
+    # the one limiter in Redis, the two workers would each fetch at once (gaps near 0).
+    config = write_config(tmp_path, targets, defaults={"host_delay": "0.4s", "host_concurrency": 1})
     config.write_text(config.read_text() + f"distributed: {{broker: '{redis_server.url}'}}\n")
-    workers.start("w1", concurrency=4)
-    workers.start("w2", concurrency=4)
+    workers.start("w1", concurrency=4, visibility="60s")  # waits at the gate count within a task's bound
+    workers.start("w2", concurrency=4, visibility="60s")
     result = run_cli("--config", str(config), "check", timeout=120)
     assert result.code == 0, result.err
+    assert f"checked {n}, new version {n}" in result.out, result.out
     assert len(arrivals) == n
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
     assert min(gaps) >= 0.35, gaps
-    assert workers.tasks("w1") + workers.tasks("w2") >= 0  # both ran (heartbeats may lag)
+    assert wait_for(lambda: workers.tasks("w1") + workers.tasks("w2") == n, timeout=15)
+    assert workers.tasks("w1") > 0 and workers.tasks("w2") > 0  # both fetched: the pause held across them
 
 
 def test_a_result_twice_is_taken_once_and_another_version_is_never_diffed(redis_server: RedisServer, site: Site) -> None:
