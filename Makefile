@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= targets.yaml
 
-.PHONY: run test bench setup browser clean
+.PHONY: run test bench setup browser redis clean
 
 run: setup
 	$(BIN)/monitor --config $(CONFIG) run
@@ -25,7 +25,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
-setup: $(STAMP) browser
+setup: $(STAMP) browser redis
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is required (none found on PATH)"; exit 2; }
@@ -37,6 +37,14 @@ $(STAMP): pyproject.toml
 
 browser: $(STAMP)
 	$(BIN)/monitor browser --install
+
+# The distributed tests start a real redis-server (README "Many machines"); installed from
+# the distribution's packages when missing, like the browser.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server || { \
+		echo "setup: installing redis-server"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }; \
+		else sudo apt-get install -y redis-server || { sudo apt-get update && sudo apt-get install -y redis-server; }; fi; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info

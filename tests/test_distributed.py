@@ -280,8 +280,9 @@ def test_two_workers_record_what_one_process_records(redis_server: RedisServer, 
     single, fleet = tmp_path / "single", tmp_path / "fleet"
     single.mkdir()
     fleet.mkdir()
-    write_config(single, targets, alerts=alerts)
-    config = write_config(fleet, targets, alerts=alerts)
+    confirm = {"confirm_delay": "0.2s"}  # a change is confirmed by a second fetch: on the fleet, a second task
+    write_config(single, targets, alerts=alerts, defaults=confirm)
+    config = write_config(fleet, targets, alerts=alerts, defaults=confirm)
     config.write_text(config.read_text() + f"distributed: {{broker: '{redis_server.url}', max_pending: 6}}\n")
     workers.start("w1")
     workers.start("w2")
@@ -298,8 +299,9 @@ def test_two_workers_record_what_one_process_records(redis_server: RedisServer, 
     both_passes()  # unchanged
     one, many = store_view(single), store_view(fleet)
     assert len(one["versions"]) == n + n // 2 and len(one["changes"]) == n // 2 and one["alerts"]
+    assert ("p0", "confirmed", 1) in one["fetches"]
     assert many == one
-    assert wait_for(lambda: workers.tasks("w1") + workers.tasks("w2") == 3 * n, timeout=15)
+    assert wait_for(lambda: workers.tasks("w1") + workers.tasks("w2") == 3 * n + n // 2, timeout=15)
     assert workers.tasks("w1") > 0 and workers.tasks("w2") > 0
     status = run_cli("--config", str(config), "status")
     assert status.code == 0
@@ -453,3 +455,34 @@ def test_a_result_twice_is_taken_once_and_another_version_is_never_diffed(redis_
     taken, duplicates, skews, depth = asyncio.run(scenario())
     assert (taken, duplicates, skews) == (1, 1, 1)
     assert depth == 2  # the first send and the one after the skew wait for a matching worker
+
+
+def test_the_daemon_sends_at_most_max_pending_checks_and_records_their_results(
+    redis_server: RedisServer, workers: Workers, tmp_path: Path,
+) -> None:
+    from .test_daemon import DaemonProcess, HeldSite, held_targets
+
+    held = HeldSite()
+    daemon: DaemonProcess | None = None
+    try:
+        held.hold()
+        config = write_config(tmp_path, held_targets(held, 5), defaults={"jitter": 0, "timeout": "60s", "concurrency": 8})
+        config.write_text(config.read_text() + f"distributed: {{broker: '{redis_server.url}', max_pending: 2}}\n")
+        workers.start("w1", concurrency=4, visibility="120s")
+        daemon = DaemonProcess(config, tmp_path / "d.log")
+        # five checks are due; the workers could take four, the daemon sends two and waits
+        assert wait_for(lambda: held.in_flight == 2 and len(daemon.events("back-pressure")) >= 1, 60), daemon.log.read_text()[-2000:]
+        assert wait_for(lambda: held.max_in_flight > 2, 1.5) is False
+        event = daemon.events("back-pressure")[0]
+        assert event["bound"] == 2 and event["waiting_on_workers"] == 2
+        held.gate.set()
+        ends = daemon.wait_event("fetch-end", count=5, timeout=60)
+        assert {e["outcome"] for e in ends} == {"first-version"}
+        assert held.max_in_flight == 2
+        assert daemon.stop() == 0
+    finally:
+        if daemon is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+        held.close()
+    assert rows(tmp_path / "monitor.db", "select count(*) from versions") == [(5,)]
