@@ -142,15 +142,20 @@ def _document(data: dict[str, Any]) -> Document:
     return Document(clauses, source=data["s"], title=data["t"], effective_date=data["ed"], effective_text=data["et"], fmt=data["f"])
 
 
-def encode_capture(capture: Capture, worker: str) -> dict[str, Any]:
-    """A capture as the task's result. Unchanged bytes (no document) carry no pages: the
-    record and the text hash are all the writer needs."""
+def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) -> dict[str, Any]:
+    """A capture as the task's result. Unchanged bytes (no document) carry no pages, and
+    what the writer sent in the task (extraction key, raw and text hashes) is not sent back:
+    `"s": 1` says "the same as you said"."""
     record = {k: v for k, v in asdict(capture.record).items() if v is not None}
     out: dict[str, Any] = {"p": PROTOCOL, "sig": signature(), "w": worker, "r": record}
     if capture.engine_choice:
         out["c"] = capture.engine_choice
     if capture.same_as:
         out["s"] = capture.same_as
+        if prior is not None and prior.known is not None and (capture.record.extract_key, capture.same_as) == prior.known \
+                and capture.record.raw_sha256 == prior.known_raw:
+            out["s"] = 1
+            del record["extract_key"], record["raw_sha256"]
     if capture.error is not None:
         e = capture.error
         out["e"] = [e.kind, str(e), e.url, e.status]
@@ -162,11 +167,16 @@ def encode_capture(capture: Capture, worker: str) -> dict[str, Any]:
     return out
 
 
-def decode_capture(data: dict[str, Any]) -> Capture:
+def decode_capture(data: dict[str, Any], prior: Prior | None = None) -> Capture:
     from .fetch import Capture
     from .records import FetchRecord, RawPart
 
-    record = FetchRecord(**data["r"])
+    fields_ = dict(data["r"])
+    if data.get("s") == 1:  # the same bytes as the prior the task carried
+        assert prior is not None and prior.known is not None, "a result relative to a prior needs that prior"
+        fields_.update(extract_key=prior.known[0], raw_sha256=prior.known_raw)
+        data = {**data, "s": prior.known[1]}
+    record = FetchRecord(**fields_)
     error = None
     if "e" in data:
         kind, message, url, status = data["e"]
@@ -261,6 +271,7 @@ def queue_depth(broker: str, queue: str, *, client: Any = None) -> int | None:
 @dataclass
 class _Waiting:
     target: Target
+    prior: Prior
     payload: dict[str, Any]
     future: asyncio.Future[Capture]
     sent_at: float
@@ -274,7 +285,7 @@ class Fleet:
     between threads, and the event loop never blocks on the network). One collector task
     polls the results of every waiting check in one round trip."""
 
-    def __init__(self, settings: DistributedConfig, defaults: Defaults, *, event: Callable[..., None] | None = None, poll: float = 0.02):
+    def __init__(self, settings: DistributedConfig, defaults: Defaults, *, event: Callable[..., None] | None = None, poll: float = 0.05):
         self.settings = settings
         self.defaults = defaults
         self.queue = queue_name(settings.queue)
@@ -336,7 +347,7 @@ class Fleet:
         payload = encode_task(target, prior, self.defaults)
         task_id = uuid.uuid4().hex
         future: asyncio.Future[Capture] = asyncio.get_running_loop().create_future()
-        self._waiting[task_id] = _Waiting(target, payload, future, time.monotonic())
+        self._waiting[task_id] = _Waiting(target, prior, payload, future, time.monotonic())
         try:
             await self._call(self._send, task_id, payload)
             self._wake.set()
@@ -416,7 +427,7 @@ class Fleet:
             asyncio.ensure_future(self._resend(task_id, waiting))  # not diffed: sent again for a matching worker
             return
         self.taken += 1
-        waiting.future.set_result(decode_capture(result))
+        waiting.future.set_result(decode_capture(result, waiting.prior))
 
     async def _resend(self, task_id: str, waiting: _Waiting) -> None:
         waiting.sends += 1

@@ -158,7 +158,7 @@ class WorkerRuntime:
         capture = future.result()
         with self._lock:
             self.tasks += 1
-        return encode_capture(capture, self.hostname)
+        return encode_capture(capture, self.hostname, prior)
 
     async def _capture(self, target: Target, prior: Prior, politeness: tuple[int, float, int], bound: float) -> Capture:
         from .fetch import Capture, capture_with

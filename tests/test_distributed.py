@@ -248,11 +248,11 @@ def test_wire_format_keeps_the_capture_and_an_unchanged_result_is_small(site: Si
     known = (first.record.extract_key, sha256_text(first.document.to_markdown()))
     prior = Prior(previous_length=len(first.document.to_markdown()), known=known, known_raw=first.record.raw_sha256)
     again = asyncio.run(capture(prior))
-    wire = json.dumps(encode_capture(again, "w1"))
+    wire = json.dumps(encode_capture(again, "w1", prior))
     assert again.document is None and "z" not in json.loads(wire)
-    assert len(wire) < 1000, wire
-    assert len(json.dumps(encode_task(target, prior, defaults))) < 1000
-    assert decode_capture(json.loads(wire)).same_as == known[1]
+    assert len(wire) + len(json.dumps(encode_task(target, prior, defaults))) < 1024, wire
+    back = decode_capture(json.loads(wire), prior)
+    assert back.same_as == known[1] and back.record == again.record
 
 
 # ----------------------------------------------------------------------------- with Redis and workers
