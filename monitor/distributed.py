@@ -389,6 +389,20 @@ class Fleet:
                 self._take(task_id, meta)
             if restarted:
                 await self._resend_all("the Redis server restarted")
+            await self._resend_overdue()
+
+    async def _resend_overdue(self) -> None:
+        """A safety net for a task lost some other way (a queue flushed by hand): with workers
+        alive, a check without a result long past its deadline and the workers' default
+        visibility timeout is sent again (same id: whichever result comes first is taken)."""
+        if not self._alive:
+            return
+        now = time.monotonic()
+        for task_id, waiting in list(self._waiting.items()):
+            lease = task_deadline(waiting.target) + DEFAULT_VISIBILITY
+            if not waiting.future.done() and now - waiting.sent_at > lease:
+                self._event("resend", reason=f"no result within {lease:g}s", target=waiting.target.id)
+                await self._resend(task_id, waiting)
 
     def _fetch_results(self, ids: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
         backend = self._app.backend

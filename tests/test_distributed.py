@@ -363,6 +363,9 @@ def test_a_worker_killed_mid_fetch_leaves_the_check_to_the_other(redis_server: R
     assert rows(db, "select count(*) from versions") == [(1,)]
     assert rows(db, "select outcome from fetches") == [("new-version",)]
     assert wait_for(lambda: workers.tasks(survivor) == 1, timeout=10)
+    assert wait_for(lambda: redis_server.client().exists(f"monitor:worker:{victim}") == 0, timeout=20)
+    status = run_cli("--config", str(config), "status")
+    assert f"{victim}  GONE" in status.out and f"{survivor}  alive" in status.out and "workers: 1 alive" in status.out
 
 
 def test_a_pass_survives_a_redis_restart(redis_server: RedisServer, workers: Workers, site: Site, tmp_path: Path) -> None:
