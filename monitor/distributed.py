@@ -349,11 +349,26 @@ class Fleet:
         future: asyncio.Future[Capture] = asyncio.get_running_loop().create_future()
         self._waiting[task_id] = _Waiting(target, prior, payload, future, time.monotonic())
         try:
-            await self._call(self._send, task_id, payload)
+            await self._send_patiently(task_id, payload, task_deadline(target))
             self._wake.set()
             return await future
         finally:
             self._waiting.pop(task_id, None)
+
+    async def _send_patiently(self, task_id: str, payload: dict[str, Any], patience: float) -> None:
+        """Send, retrying while the broker is away (a Redis restart) for up to `patience`."""
+        from .backoff import backoff
+
+        deadline, attempt = time.monotonic() + patience, 0
+        while True:
+            try:
+                await self._call(self._send, task_id, payload)
+                return
+            except Exception as exc:
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise DistributedError(f"cannot send {payload['t']['id']} to {self.settings.broker}: {exc.__class__.__name__}: {exc}") from None
+                await asyncio.sleep(backoff(attempt, base=0.2, cap=5.0))
 
     def _send(self, task_id: str, payload: dict[str, Any]) -> None:
         self._app.send_task(TASK_NAME, args=[payload], task_id=task_id, queue=self.queue, argsrepr=payload["t"]["id"], kwargsrepr="")
