@@ -551,9 +551,11 @@ async def fleet_pass(
             if alive:
                 last_alive = time.monotonic()
             elif time.monotonic() - last_alive > settings.wait_for_workers:
+                unfinished = fleet.pending
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                raise DistributedError(no_worker_message(settings, settings.wait_for_workers) + f"; {fleet.pending} checks unfinished")
+                plural = "s" if unfinished != 1 else ""
+                raise DistributedError(no_worker_message(settings, settings.wait_for_workers) + f"; {unfinished} unfinished check{plural} not recorded")
         return task.result()
 
 

@@ -489,3 +489,28 @@ def test_the_daemon_sends_at_most_max_pending_checks_and_records_their_results(
             daemon.proc.wait()
         held.close()
     assert rows(tmp_path / "monitor.db", "select count(*) from versions") == [(5,)]
+
+
+def test_a_pass_whose_workers_all_die_fails_within_its_timeout(redis_server: RedisServer, workers: Workers, site: Site, tmp_path: Path) -> None:
+    release = threading.Event()
+    url = site.set("/hang", lambda: (release.wait(60), policy(1))[1])
+    config = write_config(tmp_path, [{"id": "hang", "service": "S", "document": "privacy-policy", "url": url}], defaults={"timeout": "30s", "retries": 0})
+    config.write_text(config.read_text() + f"distributed: {{broker: '{redis_server.url}', wait_for_workers: 2s}}\n")
+    only = workers.start("w1", concurrency=1, visibility="60s")
+    check = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: site.hits["/hang"] == 1, timeout=60)
+        only.send_signal(signal.SIGKILL)
+        only.wait(10)
+        killed = time.monotonic()
+        out, err = check.communicate(timeout=60)
+    finally:
+        release.set()
+        if check.poll() is None:
+            check.kill()
+    # the worker's heartbeat lapses (8 s), then wait_for_workers (2 s) passes
+    assert time.monotonic() - killed < 25
+    assert check.returncode == 1
+    assert f"error: no worker alive on {redis_server.url} (waited 2s)" in err and "1 unfinished check not recorded" in err
+    assert "Traceback" not in err
+    assert rows(tmp_path / "monitor.db", "select count(*) from fetches") == [(0,)]  # nothing recorded for the unfinished check
