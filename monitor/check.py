@@ -13,6 +13,8 @@ CheckOutcome (fetch rows, the candidate version, how to describe its change, the
 Store.commit_check writes in one transaction, deciding the predecessor under the write lock: a
 kill leaves all of it or none, and a concurrent check cannot make the same text a version twice.
 A failure, even an unexpected exception, stays with its target: the other targets go on.
+Fetching and extraction are behind one seam, CheckContext.capture(target, prior): here by
+default, or on Celery workers with `distributed:` (monitor.distributed), the rest unchanged.
 """
 
 from __future__ import annotations
