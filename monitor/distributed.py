@@ -236,6 +236,7 @@ class WorkerInfo:
     heartbeat: str | None
     age_seconds: float | None
     alive: bool
+    visibility_timeout: float | None = None
 
 
 def workers(results_url: str, *, client: Any = None) -> list[WorkerInfo]:
@@ -252,7 +253,7 @@ def workers(results_url: str, *, client: Any = None) -> list[WorkerInfo]:
         age = (now - parse_timestamp(beat["at"])).total_seconds()
         hostname = name.decode()
         out.append(WorkerInfo(hostname, beat.get("pid"), beat.get("chromium"), int(beat.get("tasks", 0)), beat.get("sig"),
-                              beat["at"], round(age, 1), hostname in live))
+                              beat["at"], round(age, 1), hostname in live, beat.get("vt")))
     return out
 
 
@@ -559,8 +560,9 @@ async def fleet_pass(
         return task.result()
 
 
-def fleet_status(settings: DistributedConfig) -> dict[str, Any]:
-    """For `monitor status`: the workers seen and the queue depth (or why they are unknown)."""
+def fleet_status(settings: DistributedConfig, targets: Any = ()) -> dict[str, Any]:
+    """For `monitor status`: the workers seen and the queue depth (or why they are unknown),
+    and the longest task deadline of `targets` (a worker's visibility timeout should exceed it)."""
     queue = queue_name(settings.queue)
     try:
         client = redis_client(settings.results_url)
@@ -568,8 +570,9 @@ def fleet_status(settings: DistributedConfig) -> dict[str, Any]:
         depth = queue_depth(settings.broker, queue, client=client if settings.broker == settings.results_url else None)
     except Exception as exc:
         return {"broker": settings.broker, "queue": queue, "error": f"{exc.__class__.__name__}: {exc}", "workers": [], "queue_depth": None}
+    longest = max((task_deadline(t) for t in targets), default=None)
     return {"broker": settings.broker, "queue": queue, "queue_depth": depth, "max_pending": settings.max_pending,
-            "workers": [asdict(w) for w in seen]}
+            "longest_task": longest, "workers": [asdict(w) for w in seen]}
 
 
 def status_lines(info: dict[str, Any]) -> list[str]:
@@ -582,6 +585,8 @@ def status_lines(info: dict[str, Any]) -> list[str]:
     for w in info["workers"]:
         state = "alive" if w["alive"] else "GONE"
         skew = "" if w["signature"] == signature() else f", version {w['signature']} (daemon {signature()}: gets no tasks)"
+        short = w["alive"] and w["visibility_timeout"] and info["longest_task"] and w["visibility_timeout"] - 5 < info["longest_task"]
+        cut = f", visibility timeout {w['visibility_timeout']:g}s cuts tasks before the longest deadline ({info['longest_task']:g}s)" if short else ""
         lines.append(f"  {w['hostname']}  {state}  pid {w['pid']}  chromium {w['chromium'] or '-'}  {w['tasks']} tasks  "
-                     f"heartbeat {w['age_seconds']}s ago{skew}")
+                     f"heartbeat {w['age_seconds']}s ago{skew}{cut}")
     return lines

@@ -201,7 +201,8 @@ class WorkerRuntime:
         from .records import utcnow
 
         chromium = next((v for f in list(self._fetchers.values()) if (v := f.browser_version())), None)
-        return {"hostname": self.hostname, "pid": os.getpid(), "chromium": chromium, "tasks": self.tasks, "sig": signature(), "at": utcnow()}
+        return {"hostname": self.hostname, "pid": os.getpid(), "chromium": chromium, "tasks": self.tasks, "sig": signature(),
+                "vt": self.visibility_timeout, "at": utcnow()}
 
     def _heartbeat(self) -> None:
         from .distributed import redis_client

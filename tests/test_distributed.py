@@ -307,6 +307,7 @@ def test_two_workers_record_what_one_process_records(redis_server: RedisServer, 
     assert status.code == 0
     assert "workers: 2 alive on" in status.out and ": 0 waiting (daemon sends at most 6 at once)" in status.out
     assert "w1  alive" in status.out and "w2  alive" in status.out
+    assert "visibility timeout 8s cuts tasks before the longest deadline" in status.out  # the test's short bound, reported
 
 
 def _connected_worker(workers: Workers, port: int) -> str | None:

@@ -77,7 +77,7 @@ def status(state: State, fmt: str, wide: bool) -> int:
     if config.distributed is not None:
         from ..distributed import fleet_status
 
-        fleet = fleet_status(config.distributed)
+        fleet = fleet_status(config.distributed, config.enabled_targets)
     if fmt == "json":
         click.echo(json.dumps({"daemon": daemon, "targets": [asdict(r) for r in rows], **({"distributed": fleet} if fleet else {})}, indent=2))
         return 0
