@@ -14,15 +14,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= targets.yaml
 
-.PHONY: run test bench setup browser clean
+.PHONY: run test bench setup browser redis clean
 
 run: setup
 	$(BIN)/monitor --config $(CONFIG) run
 
-test: setup
+test: setup redis
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup redis
 	$(BIN)/python benchmarks/run_all.py
 
 setup: $(STAMP) browser
@@ -37,6 +37,14 @@ $(STAMP): pyproject.toml
 
 browser: $(STAMP)
 	$(BIN)/monitor browser --install
+
+# The distributed tests start a real redis-server (README "Many machines"); `make test` installs
+# it from the distribution's packages when missing, like the browser (`make run` does not need it).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server || { \
+		echo "setup: installing redis-server"; \
+		if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }; \
+		else sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server || { sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }; fi; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info

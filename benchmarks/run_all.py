@@ -16,6 +16,7 @@ import time
 
 import capture
 import daemon_memory
+import distributed
 import flags_corpus
 import peers
 import report_speed
@@ -32,6 +33,7 @@ def main() -> None:
         ("report", lambda: report_speed.run(2000 if args.quick else 10000)),
         ("peers (urlwatch, bare Playwright)", lambda: peers.run(40 if args.quick else 200, 1 if args.quick else 3)),
         ("daemon memory", lambda: daemon_memory.run(150 if args.quick else 500, say=lambda line: print(line, file=sys.stderr))),
+        ("distributed (real redis-server and workers)", lambda: distributed.run(40 if args.quick else 200, ("http", "browser"), 4)),
     ]
     figures: list[Figure] = []
     for name, step in steps:

@@ -13,6 +13,8 @@ CheckOutcome (fetch rows, the candidate version, how to describe its change, the
 Store.commit_check writes in one transaction, deciding the predecessor under the write lock: a
 kill leaves all of it or none, and a concurrent check cannot make the same text a version twice.
 A failure, even an unexpected exception, stays with its target: the other targets go on.
+Fetching and extraction are behind one seam, CheckContext.capture(target, prior): here by
+default, or on Celery workers with `distributed:` (monitor.distributed), the rest unchanged.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .extract import sha256_text
-from .fetch import Capture, Fetcher, Validators, capture_target
+from .fetch import Capture, Fetcher, Prior, Validators, capture_with
 from .records import Candidate, ChangePlan, CheckOutcome, Committed, FetchRecord, Planner, Version, utcnow
 from .store import Store
 
@@ -80,6 +82,14 @@ class CheckContext:
     rules: RuleSet | None = None  # loaded on the first change: an unchanged pass never needs them
     sleep: Callable[[float], Any] = asyncio.sleep
     confirm: bool = True
+    # (target, prior) -> Capture: where fetching and extraction run. None: here, with
+    # `fetcher`; the distributed Fleet sends them to a worker (monitor.distributed).
+    capturer: Callable[[Target, Prior], Awaitable[Capture]] | None = None
+
+    async def capture(self, target: Target, prior: Prior) -> Capture:
+        if self.capturer is not None:
+            return await self.capturer(target, prior)
+        return await capture_with(self.fetcher, target, prior)
 
     def ruleset(self) -> RuleSet:
         if self.rules is None:
@@ -111,15 +121,7 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
     store = ctx.store
     row = store.target_row(target.id) or {}
     latest = store.latest_version(target.id)
-    good = store.last_good_fetch(target.id, latest)
-    known = (good["extract_key"], good["text_sha256"]) if good else None
-    validators = None
-    if good and ctx.config.defaults.conditional and good["engine"] == "http" and (good["etag"] or good["last_modified"]):
-        validators = Validators(good["etag"], good["last_modified"], good["final_url"], good["content_type"])
-    capture = await capture_target(
-        ctx.fetcher, target, engine_choice=row.get("engine_choice"), previous_length=latest.text_bytes if latest else None,
-        known=known, validators=validators, known_raw=good["raw_sha256"] if good else None,
-    )
+    capture = await ctx.capture(target, prior_state(ctx, target, row, latest))
     outcome = _outcome(ctx, target)
     if capture.engine_choice and capture.engine_choice != row.get("engine_choice"):
         outcome.engine_choice = capture.engine_choice
@@ -159,6 +161,19 @@ async def _check_target(ctx: CheckContext, target: Target) -> TargetResult:
     return TargetResult(
         target.id, "new-version", version=committed.version, change_id=committed.change_id, summary=summary_line(committed.result),
         n_flags=len(committed.result.flags), substantive=committed.result.substantive, state_change=committed.state_change, engine=engine,
+    )
+
+
+def prior_state(ctx: CheckContext, target: Target, row: dict[str, Any], latest: Version | None) -> Prior:
+    """What the fetch needs from the store (see fetch.Prior)."""
+    good = ctx.store.last_good_fetch(target.id, latest)
+    validators = None
+    if good and ctx.config.defaults.conditional and good["engine"] == "http" and (good["etag"] or good["last_modified"]):
+        validators = Validators(good["etag"], good["last_modified"], good["final_url"], good["content_type"])
+    return Prior(
+        engine_choice=row.get("engine_choice"), previous_length=latest.text_bytes if latest else None,
+        known=(good["extract_key"], good["text_sha256"]) if good else None, validators=validators,
+        known_raw=good["raw_sha256"] if good else None,
     )
 
 
@@ -231,7 +246,7 @@ async def _confirm(ctx: CheckContext, target: Target, first: Capture, text_sha: 
     """Fetch again after confirm_delay; the change stands only if the second capture agrees.
     The first fetch is kept as 'confirmed' or 'unconfirmed' in the outcome."""
     await ctx.sleep(target.confirm_delay)
-    second = await capture_target(ctx.fetcher, target, engine_choice=first.record.engine, previous_length=latest.text_bytes if latest else None)
+    second = await ctx.capture(target, Prior(engine_choice=first.record.engine, previous_length=latest.text_bytes if latest else None))
     second_sha = sha256_text(second.document.to_markdown()) if second.ok and second.document else None
     if second_sha == text_sha:
         outcome.fetches.append((replace(first.record, text_sha256=text_sha), "confirmed"))
@@ -301,4 +316,4 @@ async def run_pass(
     return summary
 
 
-__all__ = ["CheckContext", "PassSummary", "TargetResult", "change_plan", "check_target", "record_change", "run_pass"]
+__all__ = ["CheckContext", "PassSummary", "TargetResult", "change_plan", "check_target", "prior_state", "record_change", "run_pass"]

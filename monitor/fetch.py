@@ -1210,6 +1210,29 @@ class Fetcher:
         return page
 
 
+@dataclass(frozen=True)
+class Prior:
+    """What a fetch needs to know of the target's last good fetch: the remembered `auto`
+    engine, the latest version's text length (too-short guard), the last extraction key and
+    text sha256, the conditional-request validators and the raw sha256. The seam between
+    the store and fetching: a check reads it from the database, and a distributed worker
+    receives it in its task, so neither needs the other's side."""
+
+    engine_choice: str | None = None
+    previous_length: int | None = None
+    known: tuple[str, str] | None = None
+    validators: Validators | None = None
+    known_raw: str | None = None
+
+
+async def capture_with(fetcher: Fetcher, target: Target, prior: Prior) -> Capture:
+    """capture_target with the prior state in one value (the local capturer of a check)."""
+    return await capture_target(
+        fetcher, target, engine_choice=prior.engine_choice, previous_length=prior.previous_length,
+        known=prior.known, validators=prior.validators, known_raw=prior.known_raw,
+    )
+
+
 def extraction_key(target: Target, pages: list[Page]) -> str:
     """What the extracted text depends on: the bytes of each page, the target's select and
     remove, and the extractor's version. Equal keys give equal text, so an unchanged static

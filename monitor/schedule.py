@@ -200,7 +200,8 @@ class Daemon:
         self.scheduler: Any = None
         self.store: Store | None = None
         self.ctx: CheckContext | None = None
-        self.slots = CheckSlots(config.defaults.concurrency)
+        self.slots = CheckSlots(config.distributed.max_pending if config.distributed else config.defaults.concurrency)
+        self.fleet: Any = None  # monitor.distributed.Fleet, with `distributed:` only
         self._fetcher_of: dict[str, Any] = {}  # target id -> the fetcher its running check uses
         self._retired: list[Any] = []  # fetchers replaced by a reload, closed once idle
         self._feeds: Any = None  # the FeedUpdater, once feeds: is set
@@ -220,6 +221,11 @@ class Daemon:
         self.store.sync_targets(self.config.targets)
         fetcher = Fetcher(self.config.defaults)
         self.ctx = CheckContext(self.config, self.store, fetcher, rules=load_rules(), sleep=self._sleep)
+        if self.config.distributed is not None:  # workers fetch; this process stays the one writer
+            from .distributed import Fleet
+
+            self.fleet = await Fleet(self.config.distributed, self.config.defaults, event=self.log).start()
+            self.ctx.capturer = self.fleet.capture
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults={"coalesce": True, "max_instances": 1})
         self._install_signals()
         self.log("daemon-start", pid=os.getpid(), config=self.config.path, db=self.config.db_path,
@@ -272,6 +278,8 @@ class Daemon:
         for fetcher in [*self._retired, *([self.ctx.fetcher] if self.ctx else [])]:
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(fetcher.close(), timeout=3.0)
+        if self.fleet is not None:
+            await self.fleet.close()
         if self.store is not None:
             self.store.set_meta("heartbeat", "")
             self.store.close()
@@ -382,6 +390,8 @@ class Daemon:
         try:
             if self.slots.full:
                 self.log("fetch-queued", target=target_id, running=self.slots.running, concurrency=self.slots.limit)
+                if self.fleet is not None:
+                    self.log("back-pressure", waiting_on_workers=self.fleet.pending, bound=self.slots.limit)
             async with self.slots.hold():
                 if self._stop.is_set():
                     return
@@ -543,12 +553,14 @@ class Daemon:
         from .fetch import Fetcher
 
         assert self.ctx is not None
+        if self.fleet is not None:
+            self.fleet.defaults = new.defaults
         if new.defaults == old.defaults:
             self.ctx.config = new
             return
         self._retired.append(self.ctx.fetcher)
         self.ctx = replace(self.ctx, config=new, fetcher=Fetcher(new.defaults))
-        asyncio.ensure_future(self.slots.resize(new.defaults.concurrency))
+        asyncio.ensure_future(self.slots.resize(new.distributed.max_pending if self.fleet is not None and new.distributed else new.defaults.concurrency))
         asyncio.ensure_future(self._close_idle_fetchers())
         self.log("fetcher-rebuilt", concurrency=new.defaults.concurrency, host_concurrency=new.defaults.host_concurrency,
                  host_delay=new.defaults.host_delay, recycle_after=new.defaults.recycle_after)

@@ -395,7 +395,38 @@ FEEDS_FIELDS = (
     FieldSpec("url", "URL", "Where that directory is published (for the feeds' self links).", _url),
 )
 
-TOP_FIELDS = ("defaults", "storage", "alerts", "targets", "feeds")
+def broker_url(value: Any) -> str:
+    """A Celery broker: redis://, rediss://, amqp:// or amqps:// with a host."""
+    text = _line_text(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp") or not parts.hostname:
+        raise ValueError(f"{text!r} is not a broker URL; write it like redis://localhost:6379/0 (or amqp://host for RabbitMQ)")
+    return text
+
+
+def redis_url(value: Any) -> str:
+    text = broker_url(value)
+    if urlsplit(text).scheme not in ("redis", "rediss"):
+        raise ValueError(f"{text!r} is not a Redis URL; results and the shared host limiter need Redis, like redis://localhost:6379/1")
+    return text
+
+
+def _queue_name(value: Any) -> str:
+    text = _string(value)
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", text):
+        raise ValueError(f"{text!r} is not a queue name; use letters, digits, '.', '_' or '-'")
+    return text
+
+
+DISTRIBUTED_FIELDS = (
+    FieldSpec("broker", "URL", "Celery broker the fetch workers listen on (redis://host:6379/0; amqp:// for RabbitMQ).", broker_url, required=True),
+    FieldSpec("results", "Redis URL", "Where workers put results, heartbeats and the shared host limiter [default: the broker, when Redis].", redis_url),
+    FieldSpec("queue", "name", "Queue name prefix (the extractor version is appended, so a mixed fleet never mixes).", _queue_name, "monitor"),
+    FieldSpec("max_pending", "number", "Checks sent to the workers at once; beyond it the daemon waits (back-pressure).", _positive_int, 64),
+    FieldSpec("wait_for_workers", "duration", "How long `monitor check` waits for a live worker before failing.", parse_duration, "30s"),
+)
+
+TOP_FIELDS = ("defaults", "storage", "alerts", "targets", "feeds", "distributed")
 
 
 def default_value(spec: FieldSpec) -> Any:
@@ -514,6 +545,22 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """`distributed:`: fetching runs on Celery workers; this process stays the one writer."""
+
+    broker: str
+    results: str | None = None
+    queue: str = "monitor"
+    max_pending: int = 64
+    wait_for_workers: float = 30.0
+
+    @property
+    def results_url(self) -> str:
+        """Results, heartbeats and the host limiter: `results`, else the broker (Redis)."""
+        return self.results or self.broker
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     defaults: Defaults
@@ -522,6 +569,7 @@ class Config:
     alerts: AlertsConfig
     targets: tuple[Target, ...]
     feeds: FeedsConfig | None = None
+    distributed: DistributedConfig | None = None  # None: one process, nothing distributed loaded
 
     def target(self, target_id: str) -> Target:
         for target in self.targets:
@@ -674,9 +722,25 @@ def parse_config(text: str, config_path: Path) -> Config:
     if "feeds" in raw:
         f = check.section(raw.get("feeds"), "feeds", FEEDS_FIELDS)
         feeds = FeedsConfig((base / str(f.get("dir", "feeds"))).resolve(), f.get("entries", 50), None if f.get("url", UNSET) is UNSET else f["url"])
+    distributed = _distributed(check, raw) if "distributed" in raw else None
     if check.problems:
         raise ConfigError(check.problems)
-    return Config(config_path.resolve(), defaults, db_path, snapshots_dir, alerts, targets, feeds)
+    return Config(config_path.resolve(), defaults, db_path, snapshots_dir, alerts, targets, feeds=feeds, distributed=distributed)
+
+
+def _distributed(check: _Checker, raw: dict[str, Any]) -> DistributedConfig | None:
+    values = check.section(raw.get("distributed"), "distributed", DISTRIBUTED_FIELDS)
+    broker = values.get("broker", UNSET)
+    if broker is UNSET:
+        return None  # the problem is recorded
+    results = values.get("results", UNSET)
+    if results is UNSET and urlsplit(broker).scheme not in ("redis", "rediss"):
+        check.add(_line(raw, "distributed"), "distributed.results", "the broker is not Redis; add results: redis://host:6379/1 (results, heartbeats and the host limiter live there)")
+        return None
+    return DistributedConfig(
+        broker=broker, results=None if results is UNSET else results, queue=values.get("queue", "monitor"),
+        max_pending=values.get("max_pending", 64), wait_for_workers=values.get("wait_for_workers", 30.0),
+    )
 
 
 def _targets(check: _Checker, raw: dict[str, Any], defaults: Defaults) -> tuple[Target, ...]:
@@ -798,6 +862,7 @@ def field_reference() -> str:
         ("alerts.webhook:", WEBHOOK_FIELDS),
         ("alerts.outage:", OUTAGE_FIELDS),
         ("feeds:", FEEDS_FIELDS),
+        ("distributed:", DISTRIBUTED_FIELDS),
     ):
         out.append(title)
         for spec in specs:

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "service_cmd",  # discover, timeline
     "targets_cmd",  # targets, add, remove
     "evidence_cmd",  # export, anchor
+    "worker_cmd",  # worker (distributed fetching)
 )
 
 

@@ -10,6 +10,7 @@ import click
 
 from ..errors import ConfigError, Problem
 from .base import State, cli, config_option, echo_err, pass_state
+from .worker_cmd import broker_option
 
 if TYPE_CHECKING:
     from ..alerts import DeliveryReport
@@ -39,8 +40,9 @@ def select_targets(config: Config, ids: tuple[str, ...]) -> list[Target]:
 @click.option("--no-alerts", is_flag=True, help="Queue alerts but do not send them now.")
 @click.option("--no-confirm", is_flag=True, help="Record changes without the confirming second fetch.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON object per target, then a summary.")
+@broker_option
 @pass_state
-def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm: bool, fmt: str) -> int:
+def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm: bool, fmt: str, broker: str | None) -> int:
     """Check targets once: fetch, store new versions, diff and flag them.
 
     \b
@@ -48,6 +50,7 @@ def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm
       monitor check                          every enabled target
       monitor check linkedin-privacy         just one (disabled targets too, when named)
       monitor check --format json | jq .     machine-readable results
+      monitor check --broker redis://queue:6379/0   fetch on `monitor worker` processes
 
     An unchanged page adds one fetch row and nothing else. A substantive change is
     confirmed by a second fetch after confirm_delay before it is recorded.
@@ -55,6 +58,12 @@ def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm
     target failed, 2 for an invalid config or an unknown target id.
     """
     config = state.config()
+    if broker:
+        from dataclasses import replace
+
+        from ..distributed import with_broker
+
+        config = replace(config, distributed=with_broker(config.distributed, broker))
     targets = select_targets(config, target_ids)
     if not targets:
         echo_err(f"{config.path}: no enabled targets; enable one or name it: monitor check TARGET_ID")
@@ -104,6 +113,11 @@ async def _check(config: Config, targets: list[Target], *, confirm: bool, fmt: s
     store.sync_targets(config.targets)
     progress = _Progress(len(targets), fmt)
     try:
+        if config.distributed is not None:  # fetching on the workers; this process writes
+            from ..distributed import fleet_pass
+
+            with progress:
+                return await fleet_pass(config, store, targets, rules=rules, confirm=confirm, on_start=progress.start, on_done=progress.done)
         async with Fetcher(config.defaults) as fetcher:
             ctx = CheckContext(config, store, fetcher, confirm=confirm)  # rules loaded on the first change
             with progress:

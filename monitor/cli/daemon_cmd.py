@@ -8,20 +8,23 @@ from datetime import datetime, timezone
 import click
 
 from .base import State, cli, config_option, pass_state, table_console
+from .worker_cmd import broker_option
 
 
 @cli.command()
 @config_option
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="One line per event on stderr, as text or JSON.")
 @click.option("--no-alerts", is_flag=True, help="Queue alerts but leave sending to `monitor alerts retry`.")
+@broker_option
 @pass_state
-def run(state: State, log_format: str, no_alerts: bool) -> int:
+def run(state: State, log_format: str, no_alerts: bool, broker: str | None) -> int:
     """Run the daemon: check every enabled target on its schedule, until stopped.
 
     \b
     Examples:
       monitor run                          with ./targets.yaml (what `make run` does)
       monitor --config /etc/monitor/targets.yaml run --log-format json
+      monitor run --broker redis://queue:6379/0    fetch on `monitor worker` processes
 
     \b
     - Restart-safe: each target's next run comes from its last fetch in the database.
@@ -35,7 +38,14 @@ def run(state: State, log_format: str, no_alerts: bool) -> int:
     """
     from ..schedule import run_daemon
 
-    return run_daemon(state.config(), log_format=log_format, deliver_alerts=not no_alerts)
+    config = state.config()
+    if broker:
+        from dataclasses import replace
+
+        from ..distributed import with_broker
+
+        config = replace(config, distributed=with_broker(config.distributed, broker))
+    return run_daemon(config, log_format=log_format, deliver_alerts=not no_alerts)
 
 
 @cli.command()
@@ -50,7 +60,7 @@ def status(state: State, fmt: str, wide: bool) -> int:
     \b
     Examples:
       monitor status
-      monitor status --wide
+      monitor status --wide                  (with distributed: also the workers and queue depth)
       monitor status --format json | jq '.targets[] | select(.state == "failing")'
     """
     from dataclasses import asdict
@@ -63,8 +73,13 @@ def status(state: State, fmt: str, wide: bool) -> int:
         store.sync_targets(config.targets)
         daemon = daemon_status(store)
         rows = target_statuses(config, store)
+    fleet = None
+    if config.distributed is not None:
+        from ..distributed import fleet_status
+
+        fleet = fleet_status(config.distributed, config.enabled_targets)
     if fmt == "json":
-        click.echo(json.dumps({"daemon": daemon, "targets": [asdict(r) for r in rows]}, indent=2))
+        click.echo(json.dumps({"daemon": daemon, "targets": [asdict(r) for r in rows], **({"distributed": fleet} if fleet else {})}, indent=2))
         return 0
     if daemon["alive"]:
         click.echo(f"daemon: running (pid {daemon['pid']}, heartbeat {daemon['age_seconds']}s ago, {daemon['checks']} checks)")
@@ -72,6 +87,11 @@ def status(state: State, fmt: str, wide: bool) -> int:
         click.echo(f"daemon: not running (last heartbeat {daemon['heartbeat']})")
     else:
         click.echo("daemon: not running")
+    if fleet is not None:
+        from ..distributed import status_lines
+
+        for line in status_lines(fleet):
+            click.echo(line)
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")

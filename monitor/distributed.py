@@ -1,0 +1,592 @@
+"""Fetching on many machines: Celery workers fetch and extract, this process stays the writer.
+
+Loaded only when `distributed:` is set in targets.yaml (or --broker is given) and by
+`monitor worker`: without them nothing here, nor Celery, is imported.
+
+The split is at the check's one seam, `CheckContext.capture(target, prior)`: a worker runs
+the same `fetch.capture_with` a single process runs, from a task that carries the target's
+settings and its prior state (fetch.Prior); the daemon diffs, flags, stores and alerts as
+always. A task's result is either small (the bytes or the text equal the last fetch's: the
+fetch record and a hash) or the raw pages and the extracted document, zlib-compressed.
+
+Delivery: tasks are acknowledged late, so a worker killed mid-task leaves its message to be
+redelivered to another worker after the broker's visibility timeout (each worker bounds its
+tasks below it). Each check is one task id, awaited once: a result that arrives twice is
+taken once, and the store never makes the same text a version twice anyway. When the Redis
+server restarts (its run_id changes) the daemon sends again every check still waiting. Tasks
+go to a queue named after the extractor version, so a worker of another version never takes
+them, and a result of another version is refused (reported, sent again), never diffed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import struct
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import FetchError, MonitorError
+
+if TYPE_CHECKING:
+    from .extract import Document
+    from .fetch import Capture, Prior
+    from .targets import Defaults, DistributedConfig, Target
+
+log = logging.getLogger("monitor")
+
+PROTOCOL = 1
+TASK_NAME = "monitor.fetch_and_extract"
+HEARTBEAT_SECONDS = 2.0
+WORKER_KEY = "monitor:worker:"  # + hostname: the live worker's last beat (expires)
+WORKERS_SEEN = "monitor:workers-seen"  # hostname -> last beat, kept to report a worker gone
+DEFAULT_VISIBILITY = 600.0
+
+
+class DistributedError(MonitorError):
+    """The fleet cannot do the work: no worker alive, the broker unreachable."""
+
+    exit_code = 1
+
+
+def signature() -> str:
+    """What decides extracted text: a worker of another signature would give other text."""
+    from . import __version__
+    from .extract import EXTRACTOR_VERSION
+    from .fetch import DECODER_VERSION
+
+    return f"{__version__}-x{EXTRACTOR_VERSION}-d{DECODER_VERSION}"
+
+
+def queue_name(prefix: str) -> str:
+    return f"{prefix}.{signature()}"
+
+
+def task_deadline(target: Target) -> float:
+    """The longest one fetch of this target may take, every attempt and page, and the
+    browser after plain HTTP for `auto` (fetch.Fetcher._attempt's bound per attempt)."""
+    per_attempt = target.timeout + 40.0
+    engines = 2 if target.engine == "auto" else 1
+    return len(target.urls) * (target.retries + 1) * per_attempt * engines + 60.0 * target.retries
+
+
+# ----------------------------------------------------------------------------- the wire
+
+_TARGET_DEFAULTS: dict[str, Any] | None = None
+_SKIP = ("schedule", "tags", "alerts_to", "enabled")  # what a fetch does not use
+
+
+def _target_defaults() -> dict[str, Any]:
+    global _TARGET_DEFAULTS  # a constant computed once: the dataclass's defaults
+    if _TARGET_DEFAULTS is None:
+        from .targets import Target
+
+        probe = Target(id="x", service="x", document="other", urls=("http://x",))
+        _TARGET_DEFAULTS = {f.name: getattr(probe, f.name) for f in fields(Target)}
+    return _TARGET_DEFAULTS
+
+
+def encode_task(target: Target, prior: Prior, defaults: Defaults) -> dict[str, Any]:
+    """The task's one argument: the target's settings (those differing from the defaults)
+    and its prior state; a worker needs nothing else."""
+    base = _target_defaults()
+    settings = {f.name: getattr(target, f.name) for f in fields(target) if f.name not in _SKIP}
+    t = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items() if k in ("id", "urls") or v != base[k]}
+    p: dict[str, Any] = {k: v for k, v in asdict(prior).items() if v is not None and k != "validators"}
+    if prior.validators is not None:
+        p["validators"] = [prior.validators.etag, prior.validators.last_modified, prior.validators.final_url, prior.validators.content_type]
+    return {
+        "p": PROTOCOL, "sig": signature(), "t": t, "prior": p, "deadline": task_deadline(target),
+        "d": [defaults.host_concurrency, defaults.host_delay, defaults.recycle_after],
+    }
+
+
+def decode_task(payload: dict[str, Any]) -> tuple[Target, Prior, tuple[int, float, int], float]:
+    from .fetch import Prior, Validators
+    from .targets import Target
+
+    t = dict(payload["t"])
+    for key in ("urls", "select", "remove"):
+        if key in t:
+            t[key] = tuple(t[key])
+    t.setdefault("service", "?")
+    t.setdefault("document", "other")
+    p = dict(payload["prior"])
+    if "known" in p:
+        p["known"] = tuple(p["known"])
+    if "validators" in p:
+        p["validators"] = Validators(*p["validators"])
+    concurrency, delay, recycle = payload["d"]
+    return Target(**t), Prior(**p), (int(concurrency), float(delay), int(recycle)), float(payload["deadline"])
+
+
+def _document_dict(doc: Document) -> dict[str, Any]:
+    return {
+        "c": [[c.kind, c.text, c.level, list(c.section)] for c in doc.clauses], "s": doc.source, "t": doc.title,
+        "ed": doc.effective_date, "et": doc.effective_text, "f": doc.fmt,
+    }
+
+
+def _document(data: dict[str, Any]) -> Document:
+    from .extract import Clause, Document
+
+    clauses = [Clause(kind, text, level, tuple(section)) for kind, text, level, section in data["c"]]
+    return Document(clauses, source=data["s"], title=data["t"], effective_date=data["ed"], effective_text=data["et"], fmt=data["f"])
+
+
+def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) -> dict[str, Any]:
+    """A capture as the task's result. Unchanged bytes (no document) carry no pages, and
+    what the writer sent in the task (extraction key, raw and text hashes) is not sent back:
+    `"s": 1` says "the same as you said"."""
+    record = {k: v for k, v in asdict(capture.record).items() if v is not None}
+    out: dict[str, Any] = {"p": PROTOCOL, "sig": signature(), "w": worker, "r": record}
+    if capture.engine_choice:
+        out["c"] = capture.engine_choice
+    if capture.same_as:
+        out["s"] = capture.same_as
+        if prior is not None and prior.known is not None and (capture.record.extract_key, capture.same_as) == prior.known \
+                and capture.record.raw_sha256 == prior.known_raw:
+            out["s"] = 1
+            del record["extract_key"], record["raw_sha256"]
+    if capture.error is not None:
+        e = capture.error
+        out["e"] = [e.kind, str(e), e.url, e.status]
+    if capture.document is not None:
+        head = json.dumps({"doc": _document_dict(capture.document), "raws": [[r.url, r.ext, r.content_type, len(r.data)] for r in capture.raws]},
+                          ensure_ascii=False, separators=(",", ":")).encode()
+        blob = struct.pack(">I", len(head)) + head + b"".join(r.data for r in capture.raws)
+        out["z"] = base64.b64encode(zlib.compress(blob, 6)).decode("ascii")
+    return out
+
+
+def decode_capture(data: dict[str, Any], prior: Prior | None = None) -> Capture:
+    from .fetch import Capture
+    from .records import FetchRecord, RawPart
+
+    fields_ = dict(data["r"])
+    if data.get("s") == 1:  # the same bytes as the prior the task carried
+        assert prior is not None and prior.known is not None, "a result relative to a prior needs that prior"
+        fields_.update(extract_key=prior.known[0], raw_sha256=prior.known_raw)
+        data = {**data, "s": prior.known[1]}
+    record = FetchRecord(**fields_)
+    error = None
+    if "e" in data:
+        kind, message, url, status = data["e"]
+        error = FetchError(kind, message, url=url, status=status)
+    document, raws = None, []
+    if "z" in data:
+        blob = zlib.decompress(base64.b64decode(data["z"]))
+        (size,) = struct.unpack(">I", blob[:4])
+        head = json.loads(blob[4:4 + size])
+        document = _document(head["doc"])
+        offset = 4 + size
+        for url, ext, content_type, length in head["raws"]:
+            raws.append(RawPart(url, blob[offset:offset + length], ext, content_type))
+            offset += length
+    return Capture(record.target_id, record, document=document, raws=raws, error=error, engine_choice=data.get("c"), same_as=data.get("s"))
+
+
+# ----------------------------------------------------------------------------- Celery
+
+
+def celery_app(broker: str, results: str, queue: str, *, visibility_timeout: float | None = None, restore_interval: float | None = None) -> Any:
+    """The Celery app both sides use (created here, never at import time)."""
+    from celery import Celery
+
+    transport: dict[str, Any] = {}
+    if visibility_timeout is not None:
+        transport["visibility_timeout"] = int(max(1, visibility_timeout))
+    if restore_interval is not None:
+        transport["unacked_restore_interval"] = restore_interval
+        transport["unacked_restore_throttle"] = 1
+    app = Celery("monitor", broker=broker, backend=results, set_as_current=False)
+    app.conf.update(
+        task_serializer="json", result_serializer="json", accept_content=["json"],
+        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        task_default_queue=queue, task_create_missing_queues=True, result_expires=900,
+        broker_transport_options=transport, broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None, worker_hijack_root_logger=False,
+        worker_enable_remote_control=False, worker_send_task_events=False, task_send_sent_event=False,
+        result_backend_always_retry=True, result_backend_max_retries=30,
+    )
+    return app
+
+
+def redis_client(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+
+
+@dataclass
+class WorkerInfo:
+    hostname: str
+    pid: int | None
+    chromium: str | None
+    tasks: int
+    signature: str | None
+    heartbeat: str | None
+    age_seconds: float | None
+    alive: bool
+    visibility_timeout: float | None = None
+
+
+def workers(results_url: str, *, client: Any = None) -> list[WorkerInfo]:
+    """Workers seen: alive ones (a fresh beat) and those gone (a beat once, none now)."""
+    from .records import parse_timestamp, utcnow
+
+    client = client or redis_client(results_url)
+    seen = client.hgetall(WORKERS_SEEN)
+    live = {k.decode()[len(WORKER_KEY):] for k in client.scan_iter(f"{WORKER_KEY}*")}
+    now = parse_timestamp(utcnow())
+    out = []
+    for name, raw in sorted(seen.items()):
+        beat = json.loads(raw)
+        age = (now - parse_timestamp(beat["at"])).total_seconds()
+        hostname = name.decode()
+        out.append(WorkerInfo(hostname, beat.get("pid"), beat.get("chromium"), int(beat.get("tasks", 0)), beat.get("sig"),
+                              beat["at"], round(age, 1), hostname in live, beat.get("vt")))
+    return out
+
+
+def queue_depth(broker: str, queue: str, *, client: Any = None) -> int | None:
+    """Messages waiting in the queue (Redis brokers: the list and its priority lists)."""
+    if not broker.startswith(("redis://", "rediss://")):
+        return None
+    client = client or redis_client(broker)
+    sep = "\x06\x16"
+    return sum(int(client.llen(name)) for name in (queue, *(f"{queue}{sep}{p}" for p in (3, 6, 9))))
+
+
+# ----------------------------------------------------------------------------- the daemon's side
+
+
+@dataclass
+class _Waiting:
+    target: Target
+    prior: Prior
+    payload: dict[str, Any]
+    future: asyncio.Future[Capture]
+    sent_at: float
+    sends: int = 1
+
+
+class Fleet:
+    """The writer's side: sends each capture to the workers and waits for its result.
+
+    Every Celery and Redis call runs on one thread of its own (the client is not shared
+    between threads, and the event loop never blocks on the network). One collector task
+    polls the results of every waiting check in one round trip."""
+
+    def __init__(self, settings: DistributedConfig, defaults: Defaults, *, event: Callable[..., None] | None = None, poll: float = 0.05):
+        self.settings = settings
+        self.defaults = defaults
+        self.queue = queue_name(settings.queue)
+        self._event = event or (lambda name, **fields: log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items())))
+        self._poll = poll
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="fleet")
+        self._waiting: dict[str, _Waiting] = {}
+        self._wake = asyncio.Event()
+        self._collector: asyncio.Task[None] | None = None
+        self._app: Any = None
+        self._redis: Any = None
+        self._broker_redis: Any = None
+        self._run_ids: tuple[Any, ...] | None = None
+        self._last_check = 0.0
+        self._alive: set[str] = set()
+        self.taken = 0  # results taken
+        self.duplicates = 0  # results for a check no longer waiting (a redelivered task's second result)
+        self.skews = 0
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    async def start(self) -> Fleet:
+        def connect() -> None:
+            self._app = celery_app(self.settings.broker, self.settings.results_url, self.queue)
+            self._redis = redis_client(self.settings.results_url)
+            same = self.settings.broker == self.settings.results_url
+            if self.settings.broker.startswith(("redis://", "rediss://")):
+                self._broker_redis = self._redis if same else redis_client(self.settings.broker)
+
+        await self._call(connect)
+        self._collector = asyncio.create_task(self._collect())
+        return self
+
+    async def close(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+            await asyncio.gather(self._collector, return_exceptions=True)
+        for waiting in self._waiting.values():
+            if not waiting.future.done():
+                waiting.future.cancel()
+        self._waiting.clear()
+        self._io.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> Fleet:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def pending(self) -> int:
+        return len(self._waiting)
+
+    # ------------------------------------------------------------------ sending
+
+    async def capture(self, target: Target, prior: Prior) -> Capture:
+        """The capturer of a CheckContext: one task, its result decoded."""
+        payload = encode_task(target, prior, self.defaults)
+        task_id = uuid.uuid4().hex
+        future: asyncio.Future[Capture] = asyncio.get_running_loop().create_future()
+        self._waiting[task_id] = _Waiting(target, prior, payload, future, time.monotonic())
+        try:
+            await self._send_patiently(task_id, payload, task_deadline(target))
+            self._wake.set()
+            return await future
+        finally:
+            self._waiting.pop(task_id, None)
+
+    async def _send_patiently(self, task_id: str, payload: dict[str, Any], patience: float) -> None:
+        """Send, retrying while the broker is away (a Redis restart) for up to `patience`."""
+        from .backoff import backoff
+
+        deadline, attempt = time.monotonic() + patience, 0
+        while True:
+            try:
+                await self._call(self._send, task_id, payload)
+                return
+            except Exception as exc:
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise DistributedError(f"cannot send {payload['t']['id']} to {self.settings.broker}: {exc.__class__.__name__}: {exc}") from None
+                await asyncio.sleep(backoff(attempt, base=0.2, cap=5.0))
+
+    def _send(self, task_id: str, payload: dict[str, Any]) -> None:
+        self._app.send_task(TASK_NAME, args=[payload], task_id=task_id, queue=self.queue, argsrepr=payload["t"]["id"], kwargsrepr="")
+
+    # ------------------------------------------------------------------ collecting
+
+    async def _collect(self) -> None:
+        from .backoff import backoff
+
+        failures = 0
+        while True:
+            if not self._waiting:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(self._poll)
+            ids = [tid for tid, w in self._waiting.items() if not w.future.done()]
+            try:
+                ready, restarted = await self._call(self._fetch_results, ids)
+            except Exception as exc:  # the Redis server down or restarting: retry, then resend
+                failures += 1
+                if failures == 1:
+                    self._event("broker-unreachable", error=f"{exc.__class__.__name__}: {exc}", waiting=len(ids))
+                await asyncio.sleep(backoff(failures, base=0.1, cap=2.0))
+                continue
+            if failures:
+                self._event("broker-reachable", after_failures=failures)
+                failures = 0
+            for task_id, meta in ready:
+                self._take(task_id, meta)
+            if restarted:
+                await self._resend_all("the Redis server restarted")
+            await self._resend_overdue()
+
+    async def _resend_overdue(self) -> None:
+        """A safety net for a task lost some other way (a queue flushed by hand): with workers
+        alive, a check without a result long past its deadline and the workers' default
+        visibility timeout is sent again (same id: whichever result comes first is taken)."""
+        if not self._alive:
+            return
+        now = time.monotonic()
+        for task_id, waiting in list(self._waiting.items()):
+            lease = task_deadline(waiting.target) + DEFAULT_VISIBILITY
+            if not waiting.future.done() and now - waiting.sent_at > lease:
+                self._event("resend", reason=f"no result within {lease:g}s", target=waiting.target.id)
+                await self._resend(task_id, waiting)
+
+    def _fetch_results(self, ids: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+        backend = self._app.backend
+        ready = list(backend.get_many(ids, interval=0, max_iterations=1)) if ids else []
+        for task_id, _ in ready:
+            backend.forget(task_id)
+        restarted = False
+        now = time.monotonic()
+        if now - self._last_check > 1.0:
+            self._last_check = now
+            clients = [c for c in (self._redis, self._broker_redis) if c is not None]
+            run_ids = tuple(c.info("server")["run_id"] for c in clients)
+            restarted = self._run_ids is not None and run_ids != self._run_ids
+            self._run_ids = run_ids
+            alive = {k.decode()[len(WORKER_KEY):] for k in self._redis.scan_iter(f"{WORKER_KEY}*")}
+            for gone in self._alive - alive:
+                self._event("worker-gone", worker=gone)
+            for new in alive - self._alive:
+                self._event("worker-seen", worker=new)
+            self._alive = alive
+        return ready, restarted
+
+    def _take(self, task_id: str, meta: dict[str, Any]) -> None:
+        waiting = self._waiting.get(task_id)
+        if waiting is None or waiting.future.done():
+            self.duplicates += 1
+            return
+        if meta.get("status") != "SUCCESS":
+            result = meta.get("result")
+            waiting.future.set_exception(DistributedError(f"worker task failed for {waiting.target.id}: {result}"))
+            return
+        result = meta["result"]
+        if result.get("sig") != signature():
+            self.skews += 1
+            self._event("version-skew", target=waiting.target.id, worker=result.get("w"), worker_version=result.get("sig"), ours=signature())
+            asyncio.ensure_future(self._resend(task_id, waiting))  # not diffed: sent again for a matching worker
+            return
+        self.taken += 1
+        waiting.future.set_result(decode_capture(result, waiting.prior))
+
+    async def _resend(self, task_id: str, waiting: _Waiting) -> None:
+        waiting.sends += 1
+        waiting.sent_at = time.monotonic()
+        try:
+            await self._call(self._send, task_id, waiting.payload)
+        except Exception as exc:
+            if not waiting.future.done():
+                waiting.future.set_exception(DistributedError(f"cannot send {waiting.target.id} to the workers: {exc}"))
+
+    async def _resend_all(self, reason: str) -> None:
+        waiting = [(tid, w) for tid, w in list(self._waiting.items()) if not w.future.done()]
+        self._event("resend", reason=reason, checks=len(waiting))
+        for task_id, w in waiting:
+            await self._resend(task_id, w)
+
+    # ------------------------------------------------------------------ workers
+
+    async def live_workers(self) -> set[str]:
+        def read() -> set[str]:
+            return {k.decode()[len(WORKER_KEY):] for k in self._redis.scan_iter(f"{WORKER_KEY}*")}
+
+        return await self._call(read)
+
+    async def wait_for_workers(self, timeout: float) -> set[str]:
+        """The live workers, once there is one; DistributedError after `timeout` without."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                alive = await self.live_workers()
+            except Exception as exc:
+                raise DistributedError(f"cannot reach {self.settings.results_url}: {exc.__class__.__name__}: {exc}") from None
+            if alive:
+                return alive
+            if time.monotonic() >= deadline:
+                raise DistributedError(no_worker_message(self.settings, timeout))
+            await asyncio.sleep(0.2)
+
+
+def no_worker_message(settings: DistributedConfig, waited: float) -> str:
+    return (f"no worker alive on {settings.broker} (waited {waited:g}s); start one with "
+            f"`monitor worker --broker {settings.broker}`, or run without distributed: for one process")
+
+
+def with_broker(settings: DistributedConfig | None, broker: str | None) -> DistributedConfig | None:
+    """--broker over the file's `distributed:` (or instead of it)."""
+    if broker is None:
+        return settings
+    from .targets import DistributedConfig
+
+    return DistributedConfig(broker=broker) if settings is None else replace(settings, broker=broker)
+
+
+def worker_id() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+__all__ = [
+    "DistributedError", "Fleet", "TASK_NAME", "WorkerInfo", "celery_app", "decode_capture", "decode_task",
+    "encode_capture", "encode_task", "queue_depth", "signature", "task_deadline", "with_broker", "workers",
+]
+
+
+async def fleet_pass(
+    config: Any, store: Any, targets: Any, *, rules: Any = None, confirm: bool = True,
+    on_start: Callable[..., None] | None = None, on_done: Callable[..., None] | None = None,
+) -> Any:
+    """`monitor check` through the workers: the same run_pass, its captures made by the
+    fleet, up to `max_pending` at once. Fails (DistributedError) when no worker is alive
+    for `wait_for_workers`, before the pass or during it; nothing is recorded for the
+    checks it did not finish."""
+    from .check import CheckContext, run_pass
+    from .fetch import Fetcher
+
+    settings = config.distributed
+    async with Fleet(settings, config.defaults) as fleet:
+        await fleet.wait_for_workers(settings.wait_for_workers)
+        wide = replace(config, defaults=replace(config.defaults, concurrency=settings.max_pending))
+        ctx = CheckContext(wide, store, Fetcher(config.defaults), rules=rules, confirm=confirm, capturer=fleet.capture)
+        task = asyncio.create_task(run_pass(ctx, targets, on_start=on_start, on_done=on_done))
+        last_alive = time.monotonic()
+        while not task.done():
+            await asyncio.wait({task}, timeout=1.0)
+            if task.done():
+                break
+            try:
+                alive = await fleet.live_workers()
+            except Exception:
+                alive = {"?"}  # Redis unreachable for a moment: the collector waits for it
+            if alive:
+                last_alive = time.monotonic()
+            elif time.monotonic() - last_alive > settings.wait_for_workers:
+                unfinished = fleet.pending
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                plural = "s" if unfinished != 1 else ""
+                raise DistributedError(no_worker_message(settings, settings.wait_for_workers) + f"; {unfinished} unfinished check{plural} not recorded")
+        return task.result()
+
+
+def fleet_status(settings: DistributedConfig, targets: Any = ()) -> dict[str, Any]:
+    """For `monitor status`: the workers seen and the queue depth (or why they are unknown),
+    and the longest task deadline of `targets` (a worker's visibility timeout should exceed it)."""
+    queue = queue_name(settings.queue)
+    try:
+        client = redis_client(settings.results_url)
+        seen = workers(settings.results_url, client=client)
+        depth = queue_depth(settings.broker, queue, client=client if settings.broker == settings.results_url else None)
+    except Exception as exc:
+        return {"broker": settings.broker, "queue": queue, "error": f"{exc.__class__.__name__}: {exc}", "workers": [], "queue_depth": None}
+    longest = max((task_deadline(t) for t in targets), default=None)
+    return {"broker": settings.broker, "queue": queue, "queue_depth": depth, "max_pending": settings.max_pending,
+            "longest_task": longest, "workers": [asdict(w) for w in seen]}
+
+
+def status_lines(info: dict[str, Any]) -> list[str]:
+    """The fleet part of `monitor status`, as text."""
+    if "error" in info:
+        return [f"workers: unknown ({info['broker']} unreachable: {info['error']})"]
+    alive = [w for w in info["workers"] if w["alive"]]
+    depth = "unknown" if info["queue_depth"] is None else info["queue_depth"]
+    lines = [f"workers: {len(alive)} alive on {info['broker']}, queue {info['queue']}: {depth} waiting (daemon sends at most {info['max_pending']} at once)"]
+    for w in info["workers"]:
+        state = "alive" if w["alive"] else "GONE"
+        skew = "" if w["signature"] == signature() else f", version {w['signature']} (daemon {signature()}: gets no tasks)"
+        short = w["alive"] and w["visibility_timeout"] and info["longest_task"] and w["visibility_timeout"] - 5 < info["longest_task"]
+        cut = f", visibility timeout {w['visibility_timeout']:g}s cuts tasks before the longest deadline ({info['longest_task']:g}s)" if short else ""
+        lines.append(f"  {w['hostname']}  {state}  pid {w['pid']}  chromium {w['chromium'] or '-'}  {w['tasks']} tasks  "
+                     f"heartbeat {w['age_seconds']}s ago{skew}{cut}")
+    return lines

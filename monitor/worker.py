@@ -1,0 +1,247 @@
+"""`monitor worker`: a Celery worker that fetches and extracts for a daemon (or a
+`monitor check`) elsewhere. It needs no database and no config file: each task carries the
+target and its prior state (monitor.distributed), and the answer goes back as the result.
+
+One event loop thread per worker process holds the fetcher, so the pool's threads share one
+Chromium and one politeness gate, and the gate itself lives in Redis: the pause between two
+requests to a host holds across every worker of the fleet, timed by the Redis server's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .distributed import HEARTBEAT_SECONDS, TASK_NAME, WORKER_KEY, WORKERS_SEEN, decode_task, encode_capture, signature
+
+if TYPE_CHECKING:
+    from .fetch import Capture, Fetcher, Prior
+    from .targets import Target
+
+log = logging.getLogger("monitor")
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -50 end
+local nxt = tonumber(redis.call('GET', KEYS[2]) or '0')
+if nxt > now then return now - nxt end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('SET', KEYS[2], now + tonumber(ARGV[3]), 'PX', tonumber(ARGV[3]) + 1000)
+return now
+"""
+
+_RELEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[1], ARGV[1])
+local nxt = tonumber(redis.call('GET', KEYS[2]) or '0')
+local later = now + tonumber(ARGV[2])
+if later > nxt then redis.call('SET', KEYS[2], later, 'PX', tonumber(ARGV[2]) + 1000) end
+return now
+"""
+
+
+class RedisHostGate:
+    """fetch.HostGate's rule (at most N requests at once per host; the next starts at least
+    `delay` after the previous started and finished), kept in Redis for the whole fleet. A
+    holder that dies frees its place after `lease` seconds."""
+
+    def __init__(self, client: Any, per_host: int, delay: float, lease: float):
+        self.client = client
+        self.per_host = per_host
+        self.delay = delay
+        self.lease = lease
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._releases: set[asyncio.Task[Any]] = set()
+
+    @staticmethod
+    def _keys(url: str) -> list[str]:
+        host = (urlsplit(url).hostname or "").lower()
+        return [f"monitor:gate:{host}:holders", f"monitor:gate:{host}:next"]
+
+    async def __call__(self, url: str) -> _RedisSlot:
+        from .backoff import backoff
+
+        keys, token = self._keys(url), uuid.uuid4().hex
+        failures = 0
+        while True:
+            try:
+                answer = int(await self._acquire(keys=keys, args=[token, self.per_host, int(self.delay * 1000), int(self.lease * 1000)]))
+            except Exception as exc:  # Redis restarting: wait for it (the task has its own deadline)
+                failures += 1
+                if failures == 1:
+                    log.warning("host limiter unreachable (%s); waiting", exc)
+                await asyncio.sleep(backoff(failures, base=0.1, cap=2.0))
+                continue
+            if answer >= 0:
+                return _RedisSlot(self, keys, token)
+            await asyncio.sleep(-answer / 1000)
+
+    def release(self, keys: list[str], token: str) -> None:
+        async def run() -> None:
+            with contextlib.suppress(Exception):  # the lease frees it anyway
+                await self._release(keys=keys, args=[token, int(self.delay * 1000)])
+
+        task = asyncio.ensure_future(run())
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+
+class _RedisSlot:
+    def __init__(self, gate: RedisHostGate, keys: list[str], token: str):
+        self.gate, self.keys, self.token = gate, keys, token
+
+    def release(self) -> None:
+        self.gate.release(self.keys, self.token)
+
+
+class WorkerRuntime:
+    """What a worker process keeps between tasks: an event loop thread, the fetchers (one
+    per set of politeness settings, normally one), the Redis limiter, and its heartbeat."""
+
+    def __init__(self, results_url: str, *, visibility_timeout: float, hostname: str):
+        self.results_url = results_url
+        self.visibility_timeout = visibility_timeout
+        self.hostname = hostname
+        self.tasks = 0
+        self.started = time.time()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fetch-loop", daemon=True)
+        self._fetchers: dict[tuple[int, float, int], Fetcher] = {}
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        self._lock = threading.Lock()
+        self._aredis: Any = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._beat.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+        async def close() -> None:
+            for fetcher in self._fetchers.values():
+                with contextlib.suppress(Exception):
+                    await fetcher.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        with contextlib.suppress(Exception):
+            from .distributed import redis_client
+
+            redis_client(self.results_url).delete(WORKER_KEY + self.hostname)
+
+    # ------------------------------------------------------------------ one task
+
+    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The task body, on a pool thread: the capture runs on the fetch loop."""
+        if payload.get("sig") != signature():
+            # Routed by version, this should not happen; answer so the daemon reports the skew.
+            return {"sig": signature(), "w": self.hostname}
+        target, prior, politeness, deadline = decode_task(payload)
+        bound = min(deadline, self.visibility_timeout - 5.0)  # never outlive the broker's redelivery
+        future = asyncio.run_coroutine_threadsafe(self._capture(target, prior, politeness, bound), self._loop)
+        capture = future.result()
+        with self._lock:
+            self.tasks += 1
+        return encode_capture(capture, self.hostname, prior)
+
+    async def _capture(self, target: Target, prior: Prior, politeness: tuple[int, float, int], bound: float) -> Capture:
+        from .fetch import Capture, capture_with
+        from .records import FetchRecord, utcnow
+
+        fetcher = self._fetcher(politeness)
+        started = utcnow()
+        try:
+            async with asyncio.timeout(max(1.0, bound)):
+                return await capture_with(fetcher, target, prior)
+        except TimeoutError:
+            from .errors import FetchError
+
+            error = FetchError("timeout", f"{target.url} did not finish within {bound:g}s (the worker's bound for one task)", url=target.url)
+            record = FetchRecord(target.id, started, utcnow(), target.url, engine=target.engine, error_kind="timeout", error_message=str(error))
+            return Capture(target.id, record, error=error)
+
+    def _fetcher(self, politeness: tuple[int, float, int]) -> Fetcher:
+        if politeness not in self._fetchers:
+            from dataclasses import replace
+
+            import redis.asyncio
+
+            from .fetch import Fetcher
+            from .targets import DEFAULTS_FIELDS, Defaults, default_value
+
+            per_host, delay, recycle = politeness
+            base = Defaults(**{spec.name: default_value(spec) for spec in DEFAULTS_FIELDS})
+            defaults = replace(base, host_concurrency=per_host, host_delay=delay, recycle_after=recycle)
+            fetcher = Fetcher(defaults)
+            if self._aredis is None:
+                self._aredis = redis.asyncio.Redis.from_url(self.results_url, socket_connect_timeout=3, socket_timeout=5)
+            fetcher.gate = RedisHostGate(self._aredis, per_host, delay, lease=self.visibility_timeout)  # type: ignore[assignment]
+            self._fetchers[politeness] = fetcher
+        return self._fetchers[politeness]
+
+    # ------------------------------------------------------------------ heartbeat
+
+    def beat(self) -> dict[str, Any]:
+        from .records import utcnow
+
+        chromium = next((v for f in list(self._fetchers.values()) if (v := f.browser_version())), None)
+        return {"hostname": self.hostname, "pid": os.getpid(), "chromium": chromium, "tasks": self.tasks, "sig": signature(),
+                "vt": self.visibility_timeout, "at": utcnow()}
+
+    def _heartbeat(self) -> None:
+        from .distributed import redis_client
+
+        client = None
+        while not self._stop.is_set():
+            try:
+                client = client or redis_client(self.results_url)
+                beat = json.dumps(self.beat())
+                client.set(WORKER_KEY + self.hostname, beat, ex=int(HEARTBEAT_SECONDS * 4))
+                client.hset(WORKERS_SEEN, self.hostname, beat)
+            except Exception as exc:  # Redis restarting: beat again soon
+                log.warning("heartbeat failed: %s", exc)
+                client = None
+            self._stop.wait(HEARTBEAT_SECONDS)
+
+
+def run_worker(broker: str, results: str, queue: str, *, concurrency: int, hostname: str, visibility_timeout: float,
+               restore_interval: float | None = None, loglevel: str = "WARNING") -> int:
+    """Run a Celery worker in this process until stopped (SIGTERM: finish the tasks at hand)."""
+    from .distributed import celery_app, queue_name
+
+    app = celery_app(broker, results, queue_name(queue), visibility_timeout=visibility_timeout, restore_interval=restore_interval)
+    runtime = WorkerRuntime(results, visibility_timeout=visibility_timeout, hostname=hostname)
+
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def fetch_and_extract(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        return runtime.run(payload)
+
+    runtime.start()
+    try:
+        app.worker_main([
+            "worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queue_name(queue),
+            "--hostname", hostname, "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--loglevel", loglevel,
+        ])
+    finally:
+        runtime.stop()
+    return 0
+
+
+__all__ = ["RedisHostGate", "WorkerRuntime", "run_worker"]
