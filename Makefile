@@ -14,12 +14,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= targets.yaml
 
-.PHONY: run test bench setup browser redis clean
+.PHONY: run test bench setup browser redis archive-tools clean
 
 run: setup
 	$(BIN)/monitor --config $(CONFIG) run
 
-test: setup redis
+test: setup redis archive-tools
 	$(BIN)/python -m pytest -q
 
 bench: setup redis
@@ -46,5 +46,18 @@ redis:
 		if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }; \
 		else sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server || { sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }; fi; }
 
+# pywb and the wacz validator replay and check exported bundles in the tests. They pin an old
+# redis client that Celery cannot share, so they live in a virtualenv of their own, like the
+# browser they are outside tools the tests run (tests/conftest.py: archive_tool).
+ARCHIVE_VENV := .venv-archive
+archive-tools: $(ARCHIVE_VENV)/.installed
+
+$(ARCHIVE_VENV)/.installed:
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is required (none found on PATH)"; exit 2; }
+	@echo "setup: creating $(ARCHIVE_VENV) (pywb, wacz) for the evidence tests"
+	$(PYTHON) -m venv $(ARCHIVE_VENV)
+	$(ARCHIVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "pywb>=2.8" "wacz>=0.5"
+	@touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(ARCHIVE_VENV) build *.egg-info

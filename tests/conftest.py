@@ -62,6 +62,20 @@ def local_server(serve: Callable[[BaseHTTPRequestHandler, bool], None]) -> Threa
     return server
 
 
+def archive_tool(name: str) -> Path:
+    """A command of the archive tools (pywb's `wayback`, `wb-manager`; `wacz`), installed by
+    `make test` into a virtualenv of their own (.venv-archive; MONITOR_ARCHIVE_VENV elsewhere).
+    Missing: the test skips with the fix, except under CI=true, where the set-up installs them."""
+    venv = Path(os.environ.get("MONITOR_ARCHIVE_VENV") or ROOT / ".venv-archive")
+    path = venv / "bin" / name
+    if not path.exists():
+        message = f"{path} not found: run `make archive-tools` (pywb and wacz in their own virtualenv)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " - under CI=true this test never skips")
+        pytest.skip(message)
+    return path
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
     """Poll `condition` until it holds or `timeout` seconds pass; its last answer."""
     deadline = time.monotonic() + timeout

@@ -11,13 +11,12 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from .conftest import POLICY, Site, in_process, page, run_cli, wait_for, write_config
+from .conftest import POLICY, Site, archive_tool, in_process, page, run_cli, wait_for, write_config
 
 pytestmark = [pytest.mark.browser]
 
@@ -148,11 +147,10 @@ def test_demo_change_exported_verified_without_database_and_replayed_by_pywb(tmp
     warc_path.write_bytes(warc)
     root = tmp_path / "pywb"
     root.mkdir()
-    bin_dir = Path(sys.executable).parent
-    subprocess.run([str(bin_dir / "wb-manager"), "init", "evidence"], cwd=root, check=True, capture_output=True, timeout=120)
-    subprocess.run([str(bin_dir / "wb-manager"), "add", "evidence", str(warc_path)], cwd=root, check=True, capture_output=True, timeout=120)
+    subprocess.run([str(archive_tool("wb-manager")), "init", "evidence"], cwd=root, check=True, capture_output=True, timeout=120)
+    subprocess.run([str(archive_tool("wb-manager")), "add", "evidence", str(warc_path)], cwd=root, check=True, capture_output=True, timeout=120)
     port = _free_port()
-    server = subprocess.Popen([str(bin_dir / "wayback"), "-p", str(port), "-b", "127.0.0.1"], cwd=root,
+    server = subprocess.Popen([str(archive_tool("wayback")), "-p", str(port), "-b", "127.0.0.1"], cwd=root,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def up() -> bool:
@@ -169,7 +167,6 @@ def test_demo_change_exported_verified_without_database_and_replayed_by_pywb(tmp
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=_executable_for(pw), args=launch_args(), headless=True)
             try:
-                view = browser.new_page()
                 # pywb's replay as a person gets it: its banner page, the archived page in a frame
                 # (mp_ mode) at the capture nearest the date asked, under its original URL
                 after = _replayed_text(browser, f"http://127.0.0.1:{port}/evidence/20240919061013/{original}", original)

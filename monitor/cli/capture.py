@@ -117,7 +117,7 @@ async def _check(config: Config, targets: list[Target], *, confirm: bool, fmt: s
             from ..distributed import fleet_pass
 
             with progress:
-                return await fleet_pass(config, store, targets, rules=rules, confirm=confirm, on_start=progress.start, on_done=progress.done)
+                return await fleet_pass(config, store, targets, confirm=confirm, on_start=progress.start, on_done=progress.done)
         async with Fetcher(config.defaults) as fetcher:
             ctx = CheckContext(config, store, fetcher, confirm=confirm)  # rules loaded on the first change
             with progress:
