@@ -121,8 +121,8 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None, quest
             facets["qualifier"] |= {r.qualifier for r, _ in group if r.qualifier}
         if category in ("ai-training", "ai-third-party") and "banned" in facets["owner"]:
             category, polarity = "ai-third-party", "does-not"  # recipients may not train on it
-        elif category in ("ai-training", "ai-third-party") and "users" in facets["owner"]:
-            continue  # a rule for users or developers, not a use of their data
+        elif "users" in facets["owner"]:
+            continue  # a rule for users or developers: not a use of their data, nor a choice over it
         if category == "ai-training" and not facets["owner"] & {"ours", "jointly"} and (
             "others" in facets["owner"] or ("its" in facets["owner"] and facets["named"] - {own})
         ):
