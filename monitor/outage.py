@@ -10,6 +10,13 @@ a check in the window succeeds and the test no longer holds (one alert). A muted
 failing then is decided by its next check: a success recovers it quietly, a failure is an
 isolated one and gets its own failing alert.
 
+Targets that fail together cross their failure thresholds a little apart (a slow check, a
+busy machine), so a target's own failing or recovered alert is queued `held` for `grace`
+(`hold`): an outage of its kind declared meanwhile absorbs it (the row is marked `absorbed`,
+never sent, and the target is muted as if the outage had come first); so does the end of an
+outage for a held recovered alert. Otherwise the sender releases it when the grace is over
+(monitor.alerts.release_held), and `monitor check` at the end of its pass.
+
 Open outages are kept in the meta table (`outage:<kind>`, and the targets left to decide in
 `outage-left`), so they survive a restart and two checking processes see the same ones.
 """
@@ -56,6 +63,39 @@ def _save_left(store: Store, left: dict[str, str]) -> None:
     store.db.execute("insert or replace into meta (key, value) values (?, ?)", [LEFT_KEY, json.dumps(left, sort_keys=True)])
 
 
+def hold(config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A target's own failing/recovered rows, queued `held` until the grace is over."""
+    grace = config.alerts.outage.grace
+    if grace <= 0 or not rows:
+        return rows
+    until = to_timestamp(parse_timestamp(utcnow()) + timedelta(seconds=grace))
+    note = f"held until {until[:19].replace('T', ' ')}: left out if an outage of its kind is declared by then"
+    return [{**row, "state": "held", "next_attempt_at": until, "last_error": note} for row in rows]
+
+
+def _absorb(store: Store, change: str, targets: set[str], note: str) -> list[str]:
+    """Mark the held `change` rows of these targets absorbed (never sent); their target ids."""
+    held = store.db.execute("select id, target_id from alerts where state = 'held' and kind = ?", [change]).fetchall()
+    hit = [(alert_id, tid) for alert_id, tid in held if tid in targets]
+    for alert_id, _ in hit:
+        store.db.execute(
+            "update alerts set state = 'absorbed', next_attempt_at = null, last_error = ? where id = ? and state = 'held'", [note, alert_id],
+        )
+    return sorted({tid for _, tid in hit})
+
+
+def _last_failure_kinds(store: Store, targets: set[str]) -> dict[str, str]:
+    """target id -> the kind of its last failed fetch (a recovered target's is no longer in targets)."""
+    kinds: dict[str, str] = {}
+    for tid in targets:
+        row = store.db.execute(
+            "select error_kind from fetches where target_id = ? and error_kind is not null order by started_at desc limit 1", [tid],
+        ).fetchone()
+        if row:
+            kinds[tid] = row[0]
+    return kinds
+
+
 def describe(kind: str) -> str:
     """'network (the connection failed or was cut)'."""
     meaning = FAILURE_KINDS.get(kind, ("", False))[0]
@@ -87,7 +127,9 @@ def assess(store: Store, config: Config, target_id: str) -> list[dict[str, Any]]
         if kind in current or not holds(kind):
             continue
         ids = sorted(tid for tid, k, _ in checked if k == kind)
-        current[kind] = {"opened_at": now, "failing": len(ids), "checked": len(checked), "muted": []}
+        # those that crossed their threshold just before: their held failing alerts are this one
+        absorbed = _absorb(store, "failing", set(ids), f"absorbed into the {kind} outage alert of {now[:19].replace('T', ' ')}")
+        current[kind] = {"opened_at": now, "failing": len(ids), "checked": len(checked), "muted": absorbed}
         _save(store, kind, current[kind])
         rows += plan_outage_alerts(config.alerts, "outage", {"outage": {
             "kind": kind, "meaning": describe(kind), "failing": len(ids), "checked": len(checked),
@@ -107,9 +149,12 @@ def assess(store: Store, config: Config, target_id: str) -> list[dict[str, Any]]
         states = dict(store.db.execute("select id, state from targets").fetchall())
         still = sorted(t for t in record.get("muted", []) if states.get(t) == "failing")
         left.update({t: kind for t in still})
+        held = {t for (t,) in store.db.execute("select target_id from alerts where state = 'held' and kind = 'recovered'").fetchall()}
+        alike = {t for t, k in _last_failure_kinds(store, held).items() if k == kind}
+        recovered = _absorb(store, "recovered", alike, f"absorbed into the {kind} outage-over alert of {now[:19].replace('T', ' ')}")
         rows += plan_outage_alerts(config.alerts, "outage-recovered", {"outage": {
             "kind": kind, "meaning": describe(kind), "failing": record.get("failing"), "since": record.get("opened_at"),
-            "until": now, "waiting": still[:MAX_LISTED],
+            "until": now, "waiting": still[:MAX_LISTED], "recovered": recovered[:MAX_LISTED],
         }})
     if decided:
         row = store.db.execute("select last_error_kind from targets where id = ?", [target_id]).fetchone()
