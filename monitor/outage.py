@@ -8,7 +8,8 @@ kind, an outage of that kind opens (one alert naming the count and kind); while 
 a target of that kind entering the failing state is muted (no alert of its own); it ends once
 a check in the window succeeds and the test no longer holds (one alert). A muted target still
 failing then is decided by its next check: a success recovers it quietly, a failure is an
-isolated one and gets its own failing alert.
+isolated one and gets its own failing alert (held, below: if the target is back within the
+grace, it was the outage's tail, and neither that alert nor its recovery is sent).
 
 Targets that fail together cross their failure thresholds a little apart (a slow check, a
 busy machine), so a target's own failing or recovered alert is queued `held` for `grace`
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 META_PREFIX = "outage:"
 LEFT_KEY = "outage-left"  # target id -> kind: muted, still failing when its outage ended
+TRAILING_KEY = "outage-trailing"  # target id -> kind: failed again after its outage ended, alert held
 MAX_LISTED = 50  # target ids carried in an alert
 
 
@@ -54,13 +56,13 @@ def _save(store: Store, kind: str, record: dict[str, Any] | None) -> None:
         store.db.execute("insert or replace into meta (key, value) values (?, ?)", [key, json.dumps(record)])
 
 
-def _left(store: Store) -> dict[str, str]:
-    row = store.db.execute("select value from meta where key = ?", [LEFT_KEY]).fetchone()
+def _left(store: Store, key: str = LEFT_KEY) -> dict[str, str]:
+    row = store.db.execute("select value from meta where key = ?", [key]).fetchone()
     return json.loads(row[0]) if row and row[0] else {}
 
 
-def _save_left(store: Store, left: dict[str, str]) -> None:
-    store.db.execute("insert or replace into meta (key, value) values (?, ?)", [LEFT_KEY, json.dumps(left, sort_keys=True)])
+def _save_left(store: Store, left: dict[str, str], key: str = LEFT_KEY) -> None:
+    store.db.execute("insert or replace into meta (key, value) values (?, ?)", [key, json.dumps(left, sort_keys=True)])
 
 
 def hold(config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -166,8 +168,10 @@ def assess(store: Store, config: Config, target_id: str) -> list[dict[str, Any]]
                 _save(store, error, current[error])
             else:
                 known = {t.id: t for t in config.targets}
-                if target_id in known:
-                    rows += plan_state_alerts(config.alerts, known[target_id], "failing", f"{error}: still failing after the {kind} outage ended")
+                if target_id in known:  # held: servers that come back one by one are the outage's tail
+                    rows += hold(config, plan_state_alerts(config.alerts, known[target_id], "failing", f"{error}: still failing after the {kind} outage ended"))
+                    trailing = _left(store, TRAILING_KEY)
+                    _save_left(store, {**trailing, target_id: kind}, TRAILING_KEY)
         # a success is left to muted(): the recovery it brings is the quiet end of this one
     if left != before:
         _save_left(store, left)
@@ -188,6 +192,10 @@ def muted(store: Store, target_id: str, change: str) -> bool:
         record["muted"] = sorted({*record.get("muted", []), target_id})
         _save(store, kind, record)
         return True
+    trailing = _left(store, TRAILING_KEY)
+    tail = trailing.pop(target_id, None)
+    if tail is not None:
+        _save_left(store, trailing, TRAILING_KEY)
     for kind, record in current.items():
         if target_id in record.get("muted", []):
             record["muted"] = [t for t in record["muted"] if t != target_id]
@@ -198,4 +206,6 @@ def muted(store: Store, target_id: str, change: str) -> bool:
         del left[target_id]
         _save_left(store, left)
         return True
-    return False
+    # failed again after its outage ended, and back before that alert's grace was over: the
+    # outage's tail, which the outage-over alert covers; neither alert is sent
+    return tail is not None and bool(_absorb(store, "failing", {target_id}, f"absorbed: back within the grace after the {tail} outage ended"))
