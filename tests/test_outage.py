@@ -229,6 +229,26 @@ def test_the_end_of_an_outage_absorbs_held_recovered_alerts(workdir: Path, serve
     assert row.state == "absorbed" and "absorbed into the network outage-over alert" in (row.last_error or "")
 
 
+def test_a_target_back_within_the_grace_after_the_outage_ended_is_its_tail(workdir: Path, servers: list[PolicyServer], chat: ChatServer) -> None:  # noqa: F811
+    path = setup(workdir, servers, {"webhook": {"url": f"http://127.0.0.1:{chat.port}/hook"}, "outage": {"grace": "5m"}})
+    config = load_config(path)
+    for server in servers:
+        server.down()
+    check(path)
+    check(path)
+    for server in servers[1:]:
+        server.up()
+    check(path)  # the outage ends; t0 is left to its next check
+    held_then(path, no_alerts=True)  # which fails: its own alert is held
+    assert [(r.target_id, r.state) for r in rows(config) if r.kind == "failing"] == [("t0", "held")]
+    servers[0].up()
+    check(path)  # back within the grace: the outage's tail, not a failure of its own
+    assert events(chat) == ["outage", "outage-recovered"]
+    [row] = [r for r in rows(config) if r.kind == "failing"]
+    assert row.state == "absorbed" and "back within the grace after the network outage ended" in (row.last_error or "")
+    assert not [r for r in rows(config) if r.kind == "recovered"]
+
+
 def outbox_settled(path: Path) -> bool:
     """Nothing held, waiting or being sent: every alert is sent, failed or absorbed."""
     return all(r.state in ("sent", "failed", "absorbed") for r in rows(load_config(path)))
