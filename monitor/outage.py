@@ -70,9 +70,10 @@ def hold(config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     grace = config.alerts.outage.grace
     if grace <= 0 or not rows:
         return rows
-    until = to_timestamp(parse_timestamp(utcnow()) + timedelta(seconds=grace))
+    now = utcnow()
+    until = to_timestamp(parse_timestamp(now) + timedelta(seconds=grace))
     note = f"held until {until[:19].replace('T', ' ')}: left out if an outage of its kind is declared by then"
-    return [{**row, "state": "held", "next_attempt_at": until, "last_error": note} for row in rows]
+    return [{**row, "created_at": now, "state": "held", "next_attempt_at": until, "last_error": note} for row in rows]
 
 
 def _absorb(store: Store, change: str, targets: set[str], note: str) -> list[str]:
