@@ -14,9 +14,11 @@ Three stages, each a small set of functions (the SMTP transport is monitor.mail'
   server accepted it; a failure is retried with capped exponential backoff; a permanent
   failure (the message itself was refused) leaves the row `failed` for `monitor alerts retry`.
 
-Row states: pending (waiting, maybe with backoff or for the digest), sending (claimed; the
-claim is a lease, so a sender that died mid-send is taken over once the lease runs out),
-sent, failed. The only window for a duplicate is a crash between the server's acceptance and
+Row states: held (a target's own failing/recovered alert in its outage grace, see
+monitor.outage; `release_held` makes it pending once the grace is over), pending (waiting,
+maybe with backoff or for the digest), sending (claimed; the claim is a lease, so a sender
+that died mid-send is taken over once the lease runs out), sent, failed, absorbed (left out:
+an outage alert said it instead; never sent). The only window for a duplicate is a crash between the server's acceptance and
 the UPDATE that records it; the Message-ID is stable, so mail clients drop such a copy.
 
 Webhook JSON (one POST per change, `Content-Type: application/json`):
@@ -76,7 +78,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("monitor.alerts")
 
-STATES = ("pending", "sending", "sent", "failed")
+STATES = ("held", "pending", "sending", "sent", "failed", "absorbed")
 KINDS = ("change", "failing", "recovered")
 CHANNEL_NAMES = ("email", "webhook")
 
@@ -234,6 +236,20 @@ def requeue(store: Store, *, ids: Sequence[int] = (), now: datetime | None = Non
         return int(store.db.execute(f"update alerts set state = 'pending', next_attempt_at = ? where {where}", params).rowcount)
 
 
+def release_held(store: Store, *, now: datetime | None = None, since: str | None = None) -> int:
+    """Make held rows whose grace is over pending (due now), and with `since` also those
+    held since then (`monitor check` at the end of its pass: every target it was to check
+    has been, so no outage can still absorb them in this run). Returns how many."""
+    stamp = to_timestamp(now or _utcnow())
+    where, params = "state = 'held' and next_attempt_at <= ?", [stamp]
+    if since is not None:
+        where, params = "state = 'held' and (next_attempt_at <= ? or created_at >= ?)", [stamp, since]
+    with store.write():
+        return int(store.db.execute(
+            f"update alerts set state = 'pending', next_attempt_at = ?, last_error = null where {where}", [stamp, *params],  # noqa: S608 - fixed text
+        ).rowcount)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -303,6 +319,8 @@ def deliver_pending(
     now = now or _utcnow()
     delivery = Delivery(config, store, now)
     report = DeliveryReport()
+    if store.db.execute("select 1 from alerts where state = 'held' limit 1").fetchone():
+        release_held(store, now=now)  # their outage grace is over: no outage absorbed them
     due = _due_rows(store, config.alerts, now)
     batches, held = _batches(store, config.alerts, due, now)
     down: dict[str, tuple[str, str]] = {}  # channel -> (error, retry time), once a channel fails this run
@@ -581,6 +599,6 @@ from . import channels as _channels  # noqa: E402,F401 - registers the webhook a
 
 __all__ = [
     "AlertRow", "ChangeView", "DeliveryReport", "Rendered", "STATES", "build_email", "deliver_pending",
-    "list_alerts", "plan_change_alerts", "plan_outage_alerts", "plan_state_alerts", "render_change",
+    "list_alerts", "plan_change_alerts", "plan_outage_alerts", "plan_state_alerts", "release_held", "render_change",
     "render_digest", "requeue", "send_test_email",
 ]

@@ -182,11 +182,11 @@ def _outcome(ctx: CheckContext, target: Target) -> CheckOutcome:
         if not ctx.config.alerts.enabled:
             return []
         from .alerts import plan_state_alerts
-        from .outage import muted
+        from .outage import hold, muted
 
         if muted(ctx.store, target.id, change):  # an outage of many targets says it once
             return []
-        return plan_state_alerts(ctx.config.alerts, target, change, detail)
+        return hold(ctx.config, plan_state_alerts(ctx.config.alerts, target, change, detail))  # an outage declared soon absorbs it
 
     def watch() -> list[dict[str, Any]]:
         if not ctx.config.alerts.enabled:

@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -387,6 +387,7 @@ OUTAGE_FIELDS = (
     FieldSpec("min_targets", "number", "At least this many targets failing with the same kind of error...", _positive_int, 5),
     FieldSpec("fraction", "fraction", "...and at least this share of the targets checked...", _fraction, 0.5),
     FieldSpec("window", "duration", "...within this time, is an outage (one alert, and one when it ends).", parse_duration, "10m"),
+    FieldSpec("grace", "duration", "A target's own failing/recovered alert waits this long; an outage (or its end) declared meanwhile absorbs it. At most window.", parse_duration, "2m"),
 )
 
 FEEDS_FIELDS = (
@@ -515,6 +516,7 @@ class OutageConfig:
     min_targets: int = 5
     fraction: float = 0.5
     window: float = 600.0
+    grace: float = 120.0  # a per-target failing/recovered alert is held this long (monitor.outage)
 
 
 @dataclass(frozen=True)
@@ -834,6 +836,10 @@ def _alerts(check: _Checker, raw: Any, base: Path) -> AlertsConfig:
     if isinstance(raw, dict) and "outage" in raw:
         o = check.section(raw["outage"], "alerts.outage", OUTAGE_FIELDS)
         outage = OutageConfig(**{k: v for k, v in o.items() if v is not UNSET})
+        if outage.grace > outage.window:
+            check.add(_line(raw["outage"], "grace"), "alerts.outage.grace",
+                      f"{format_duration(outage.grace)} is longer than window ({format_duration(outage.window)}); use at most the window, e.g. grace: 2m")
+            outage = replace(outage, grace=outage.window)
     return AlertsConfig(
         apprise=a.get("apprise", ()),
         outage=outage,

@@ -12,7 +12,7 @@ from .base import State, cli, config_option, echo_err, format_option, pass_state
 if TYPE_CHECKING:
     from ..alerts import AlertRow, DeliveryReport
 
-STATE_CHOICES = ("pending", "sending", "sent", "failed")
+STATE_CHOICES = ("held", "pending", "sending", "sent", "failed", "absorbed")
 
 
 @cli.group(name="alerts")
@@ -97,8 +97,10 @@ def list_cmd(state: State, states: tuple[str, ...], limit: int, fmt: str) -> int
       monitor alerts list --state failed --state pending
       monitor alerts list --format json | jq '.[] | select(.state != "sent")'
 
-    States: pending (waiting: for its first try, a retry after a failure, or the digest),
-    sending (being delivered), sent, failed (refused for good; `monitor alerts retry`).
+    States: held (a target's failing/recovered alert waiting out alerts.outage.grace),
+    pending (waiting: for its first try, a retry after a failure, or the digest),
+    sending (being delivered), sent, failed (refused for good; `monitor alerts retry`),
+    absorbed (left out because an outage alert said it; the last column says which).
     """
     from ..alerts import list_alerts
 
@@ -123,7 +125,7 @@ def _table(rows: list[AlertRow]) -> str:
         (
             str(r.id), r.kind, r.channel, r.target_id or "-", str(r.change_id or "-"), r.state, str(r.attempts),
             (r.sent_at or "-")[:19].replace("T", " "),
-            (r.next_attempt_at or "-")[:19].replace("T", " ") if r.state in ("pending", "sending") else "-",
+            (r.next_attempt_at or "-")[:19].replace("T", " ") if r.state in ("held", "pending", "sending") else "-",
             _short(r.last_error or "-", 70),
         )
         for r in rows

@@ -70,6 +70,9 @@ def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm
         return 0
     import asyncio
 
+    from ..store import utcnow
+
+    started = utcnow()
     summary = asyncio.run(_check(config, targets, confirm=not no_confirm, fmt=fmt))
     changed = [r.target_id for r in summary.results if r.change_id is not None]
     if config.feeds is not None and changed:  # as the daemon does after each change
@@ -83,7 +86,7 @@ def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm
             echo_err(f"feeds: cannot write {config.feeds.dir} ({exc.strerror or exc}); check feeds.dir in {config.path}")
     delivery = None
     if not no_alerts and config.alerts.enabled:
-        delivery = _deliver(config)
+        delivery = _deliver(config, started)
     if fmt == "json":
         alerts = {"sent": delivery.sent, "failed": delivery.failed, "pending": delivery.pending} if delivery else None
         click.echo(json.dumps({"summary": dict(summary.counts), "alerts": alerts}))
@@ -96,11 +99,12 @@ def check(state: State, target_ids: tuple[str, ...], no_alerts: bool, no_confirm
     return 1 if summary.all_failed else 0
 
 
-def _deliver(config: Config) -> DeliveryReport:
-    from ..alerts import deliver_pending
+def _deliver(config: Config, since: str) -> DeliveryReport:
+    from ..alerts import deliver_pending, release_held
     from ..store import Store
 
     with Store.open(config) as store:
+        release_held(store, since=since)  # the pass is over: what no outage absorbed goes out now
         return deliver_pending(store, config)
 
 

@@ -411,7 +411,9 @@ def render_outage(config: Config, kind: str, outage: dict[str, Any]) -> Rendered
         headline = f"{what} outage over"
         waiting = ", ".join(outage.get("waiting") or [])
         lines = [f"Checks succeed again; the {what} failures of {outage.get('failing')} targets since {_when(str(outage.get('since')))} are over."]
-        lines.append(one_line(f"Not checked again yet: {waiting} (each is alerted on its own if its next check fails).", 2000) if waiting else "No target is still failing.")
+        lines.append(one_line(f"Not checked again yet: {waiting} (each is alerted on its own if its next check fails and it is not back soon after).", 2000) if waiting else "No target is still failing.")
+        if outage.get("recovered"):
+            lines.append(one_line(f"Back just before it ended (their own recovered alerts are left out): {', '.join(outage['recovered'])}.", 2000))
     lines.append(f"Status: monitor --config {shlex.quote(str(config.path))} status")
     subject = one_line(f"{config.alerts.subject_prefix} {headline}", MAX_SUBJECT_CHARS)
     text = "\n".join([headline, "", *lines, ""])
