@@ -161,3 +161,19 @@ def test_a_service_without_help_pages_shows_no_lag(workdir: Path) -> None:
     code, out, err = in_process("report", "--all", "--format", "html", "-o", "report.html")
     assert code == 0, err
     assert 'class="signal policy-' not in (workdir / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_signal_is_escaped_in_the_html_report() -> None:
+    """Signals pass through the autoescaped template: a captured word is never markup."""
+    from monitor.render.html import render_report_html
+
+    row = {
+        "id": 3, "target_id": "t", "service": "S", "document": "faq", "url": "", "detected_at": "2024-09-19T00:00:00Z",
+        "observed_at": "2024-09-19T00:00:00Z", "old_seq": 1, "new_seq": 2, "n_flags": 0, "categories": None, "signals": "[]",
+        "summary": "", "html": "<p>x</p>", "html_version": None, "diff": '{"changes": []}',
+    }
+    hostile = {"kind": "policy-lag", "category": "ai-training", "days": 3.0, "message": "<script>alert(1)</script>",
+               "other": {"target": "h\"><b>", "document": "faq", "date": "2024-09-16"}}
+    html = render_report_html([row], signals={3: [hostile]})
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'data-other-target="h&#34;&gt;&lt;b&gt;"' in html
