@@ -149,21 +149,37 @@ def _entry_meta(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def change_entry(row: dict[str, Any]) -> dict[str, Any]:
-    """One change in the report JSON contract (every field of the `monitor diff` JSON too)."""
+def change_entry(row: dict[str, Any], signals: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """One change in the report JSON contract (every field of the `monitor diff` JSON too).
+    `signals`: those found beside the change's own diff (policy-lag, policy-silent:
+    monitor.service.report_signals), appended to its `signals`."""
     entry = _entry_meta(row)
     entry.update(json.loads(row["diff"]))
+    if signals:
+        entry["signals"] = [*(entry.get("signals") or []), *signals]
     return entry
 
 
-def report_json(rows: Sequence[dict[str, Any]], *, since: str | None) -> Iterator[str]:
+def change_entries(rows: Sequence[dict[str, Any]], signals: dict[int, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    """Report entries of change rows, each with its cross-document signals (if any)."""
+    signals = signals or {}
+    return [change_entry(row, signals.get(row["id"], ())) for row in rows]
+
+
+def report_json(rows: Sequence[dict[str, Any]], *, since: str | None, signals: dict[int, list[dict[str, Any]]] | None = None) -> Iterator[str]:
     """The JSON report in pieces, each stored diff JSON spliced after its metadata: the
     document `json.dumps` would give for change_entry(), without parsing or re-encoding
-    every diff, and written as it is produced rather than built whole in memory."""
+    every diff, and written as it is produced rather than built whole in memory. Only a
+    change with cross-document `signals` (change id -> entries) has its diff re-encoded."""
+    signals = signals or {}
     yield '{"since": ' + json.dumps(since) + ', "changes": ['
     for index, row in enumerate(rows):
         meta = json.dumps(_entry_meta(row), ensure_ascii=False)
         diff = row["diff"]
+        if row["id"] in signals:
+            parsed = json.loads(diff)
+            parsed["signals"] = [*(parsed.get("signals") or []), *signals[row["id"]]]
+            diff = json.dumps(parsed, ensure_ascii=False)
         yield ("" if index == 0 else ",\n") + meta[:-1] + (", " if len(diff) > 2 else "")
         yield diff[1:]
     yield "]}\n"
@@ -210,7 +226,7 @@ def render_diff_markdown(diff: dict[str, Any], *, title: str | None = None, leve
 
 
 __all__ = [
-    "RENDER_VERSION", "ReportQuery", "change_entry", "clauses_html", "entry_title", "history_rows", "mark_reviewed",
+    "RENDER_VERSION", "ReportQuery", "change_entries", "change_entry", "clauses_html", "entry_title", "history_rows", "mark_reviewed",
     "parse_since", "query_changes", "render_diff_html", "render_diff_markdown", "render_diff_text", "render_report_html",
     "render_report_markdown", "render_report_text", "report_html", "report_json", "row_fragment", "select_changes",
 ]

@@ -9,7 +9,11 @@ models" in the policy are the same statement whatever their wording.
 
 - `policy-lag`: one side (help, FAQ or settings pages; or the privacy policy and terms) said
   a statement at least `lag_threshold` before the other side did. Reported on the later change.
-- `policy-silent`: a help page says it now and no policy document does, yet.
+- `policy-silent`: a help page says it now and no policy document does, yet. Reported on the
+  help page's latest change.
+
+`report_signals` gives these per change for `monitor report` and `monitor show`: one timeline
+per service that has a help page, however many of its changes the report shows.
 
 Which document kinds are "policy" and which "help", and the threshold, are data
 (monitor/data/service.yaml).
@@ -76,6 +80,21 @@ class Signal:
     def change_id(self) -> int | None:
         """The change the signal is reported on: the later side's, for a lag."""
         return self.later.change_id if self.later is not None else self.first.change_id
+
+    def on_change(self) -> dict[str, Any]:
+        """The signal as an entry of a change's `signals` (report JSON, `monitor show`): the
+        other document, its date and the days between; for policy-silent, since when."""
+        entry: dict[str, Any] = {"kind": self.kind, "message": self.message, "category": self.category, "claim": self.claim,
+                                 "days": round(self.days, 1)}
+        if self.later is not None:
+            other = self.first
+            entry["other"] = {"target": other.target_id, "document": other.document, "side": other.side, "date": other.day,
+                              "observed_at": other.observed_at, "effective_date": other.effective_date,
+                              "change_id": other.change_id, "evidence": other.evidence}
+        else:
+            entry["other"] = None  # no policy document says it
+            entry["since"] = self.first.day
+        return entry
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +242,47 @@ def build_timeline(store: Store, config: Config, service: str, rules: RuleSet, *
         if event is not None:
             event.signals.append(signal)
     return timeline
+
+
+def signals_by_change(timeline: Timeline) -> dict[int, list[Signal]]:
+    """A timeline's signals keyed by the change each is reported on: a lag on the later
+    side's change; policy-silent on the help page's latest substantive change (its latest
+    change when none is substantive), where a reader of the newest change sees it."""
+    latest: dict[str, int] = {}
+    for event in timeline.events:  # in time order: the last one kept is the latest
+        if event.change is not None and (event.change["substantive"] or event.target_id not in latest):
+            latest[event.target_id] = event.change["id"]
+    out: dict[int, list[Signal]] = {}
+    for signal in timeline.signals:
+        change_id = latest.get(signal.first.target_id) if signal.kind == "policy-silent" else signal.change_id
+        if change_id is not None:
+            out.setdefault(change_id, []).append(signal)
+    return out
+
+
+def report_signals(store: Store, config: Config, changes: Iterable[dict[str, Any]], *, rules: RuleSet | None = None,
+                   now: datetime | None = None) -> dict[int, list[dict[str, Any]]]:
+    """The policy-lag and policy-silent entries of these changes (rows with `id` and `service`),
+    keyed by change id. One timeline per service, and only for a service with a help page
+    (no other can have either signal), so a report of 10,000 policy changes reads no text."""
+    services = {str(row["service"]) for row in changes if row.get("service")}
+    if not services:
+        return {}
+    help_kinds = set(settings()["help_documents"])
+    with_help = {str(row["service"]).lower() for row in store.db.query("select service, document from targets") if row["document"] in help_kinds}
+    with_help |= {t.service.lower() for t in config.targets if t.document in help_kinds}
+    wanted = sorted(s for s in services if s.lower() in with_help)
+    if not wanted:
+        return {}
+    if rules is None:
+        from .flags import load_rules
+
+        rules = load_rules(strict=False)
+    out: dict[int, list[dict[str, Any]]] = {}
+    for service in wanted:
+        for change_id, found in signals_by_change(build_timeline(store, config, service, rules, now=now)).items():
+            out[change_id] = [signal.on_change() for signal in found]
+    return out
 
 
 def _claim(st: Statement) -> str:

@@ -38,10 +38,13 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
       monitor report --mark-reviewed                  read them, then start afresh
 
     Each change shows the document, when it was detected, the stated effective dates,
-    signals (silent-update, reverted), flags with the words that triggered them, then the
-    word-level diff of the changed clauses.
+    signals (silent-update, reverted; and for a service with a help page, policy-lag on
+    the later of two documents to say a statement, policy-silent on the help page's latest
+    change while no policy says it: see `monitor timeline`), flags with the words that
+    triggered them, then the word-level diff of the changed clauses.
     """
-    from ..report import ReportQuery, change_entry, parse_since, query_changes, render_report_markdown, report_html, render_report_text, report_json
+    from ..report import ReportQuery, change_entries, parse_since, query_changes, render_report_markdown, report_html, render_report_text, report_json
+    from ..service import report_signals
     from ..report import mark_reviewed as do_mark
 
     from ..errors import InputError
@@ -58,18 +61,19 @@ def report(state: State, since: str | None, everything: bool, targets: tuple[str
         query = ReportQuery(since=start, targets=targets, flagged=flagged, categories=categories, include_cosmetic=cosmetic,
                             unreviewed=not since and not everything)
         rows = query_changes(store, query, diff=fmt != "html" or side_by_side, html=fmt == "html")
+        lag = report_signals(store, config, rows)  # policy-lag, policy-silent: once per service with a help page
         if fmt == "json":
-            chunks: Iterable[str] = report_json(rows, since=start)
+            chunks: Iterable[str] = report_json(rows, since=start, signals=lag)
         elif fmt == "html":
-            chunks = report_html(rows, store, side_by_side=side_by_side)
+            chunks = report_html(rows, store, side_by_side=side_by_side, signals=lag)
         elif fmt == "atom":
             from ..feeds import report_atom
 
-            chunks = [report_atom(store, config, [change_entry(r) for r in rows], targets)]
+            chunks = [report_atom(store, config, change_entries(rows, lag), targets)]
         elif fmt == "markdown":
-            chunks = [render_report_markdown([change_entry(r) for r in rows])]
+            chunks = [render_report_markdown(change_entries(rows, lag))]
         else:
-            chunks = [render_report_text([change_entry(r) for r in rows], color=output is None and use_color())]
+            chunks = [render_report_text(change_entries(rows, lag), color=output is None and use_color())]
         write_output(chunks, output, note=f" ({len(rows)} changes)")
         if mark_reviewed:
             marked = do_mark(store, rows)  # the rows read when the report started: nothing detected since
@@ -131,15 +135,19 @@ def history(state: State, target_id: str, fmt: str) -> int:
 @output_option
 @pass_state
 def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | None) -> int:
-    """Show one change in full.
+    """Show one change in full, with its signals (policy-lag and policy-silent too, from the
+    service's other documents, as `monitor report` shows them).
 
     \b
     Examples:
       monitor show 12
+      monitor show 12 --format json | jq '.signals[]'
       monitor show 12 --format html -o change-12.html
     """
     from ..report import change_entry, entry_title, render_diff_html, render_diff_markdown, render_diff_text
+    from ..service import report_signals
 
+    config = state.config()
     with state.store() as store:
         store.change(change_id)  # a clear error for an unknown id
         row = next(store.db.query(
@@ -147,7 +155,8 @@ def show(state: State, change_id: int, fmt: str, cosmetic: bool, output: str | N
                join versions n on n.id = c.new_version_id where c.id = ?""",
             [change_id],
         ))
-    entry = change_entry(row)
+        lag = report_signals(store, config, [row])
+    entry = change_entry(row, lag.get(change_id, ()))
     title = f"#{change_id} {entry_title(entry)} v{entry['old_version']}→v{entry['new_version']} detected {entry['detected_at'][:16].replace('T', ' ')}"
     if fmt == "json":
         text = json.dumps(entry, ensure_ascii=False, indent=2) + "\n"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup, escape
 
 from .jinja import bdi, environment
-from .view import DiffView, dates_line, entry_title, plural, safe_href
+from .view import DiffView, Signal, dates_line, entry_title, plural, safe_href
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -82,14 +82,19 @@ def _link(url: str) -> Markup:
     return Markup(f' · <a href="{shown}" rel="noreferrer noopener">{shown}</a>' if safe_href(url) else f" · {shown}")  # noqa: S704 - escaped
 
 
-def _signals(signals: Sequence[dict[str, Any]]) -> Markup:
-    return Markup("".join(f'<span class="signal">{escape(s.get("kind", ""))}: {bdi(s.get("message", ""))}</span>' for s in signals))  # noqa: S704 - escaped
+def _signals(signals: Sequence[Signal]) -> Markup:
+    """The signal marks of a change, by signals.html.j2 (autoescaped); nothing rendered when none."""
+    if not signals:
+        return Markup("")
+    return Markup(environment().get_template("signals.html.j2").render(signals=signals))  # noqa: S704 - autoescaped template
 
 
-def row_article(row: dict[str, Any], known: dict[tuple[str, str, str, str], tuple[str, Markup, Markup]] | None = None) -> Article:
+def row_article(row: dict[str, Any], known: dict[tuple[str, str, str, str], tuple[str, Markup, Markup]] | None = None,
+                extra: Sequence[dict[str, Any]] = ()) -> Article:
     """The header of a change row. What every change of a target shares (title, address) is
     escaped once per target (`known`): a report of 10,000 changes spends its time on the
-    changes, not on escaping the same title 10,000 times."""
+    changes, not on escaping the same title 10,000 times. `extra`: signals found beside the
+    change's own (policy-lag, policy-silent: monitor.service.report_signals)."""
     key = (row["target_id"], row["service"], row["document"], row.get("url") or "")
     shared = known.get(key) if known is not None else None
     if shared is None:
@@ -103,13 +108,14 @@ def row_article(row: dict[str, Any], known: dict[tuple[str, str, str, str], tupl
     if row.get("summary"):
         meta.append(row["summary"])
     n_flags = int(row["n_flags"] or 0)
-    signals = row.get("signals")
+    stored = row.get("signals")
+    signals = [Signal.of(s) for s in [*(json.loads(stored) if stored not in (None, "", "[]") else []), *extra]]
     return Article(
         anchor=Markup(f"change-{int(row['id'])}"),  # noqa: S704 - a number
         heading=_heading(f"#{int(row['id'])} v{int(row['old_seq'])}→v{int(row['new_seq'])}", shared[0], n_flags),
         target=shared[1], flagged=Markup("1" if n_flags else "0"),  # noqa: S704 - a constant
         categories=escape((row.get("categories") or "").replace(",", " ")), meta=bdi(" · ".join(meta)) + shared[2],
-        signals=_signals(json.loads(signals)) if signals not in (None, "", "[]") else Markup(""),
+        signals=_signals(signals),
     )
 
 
@@ -185,9 +191,12 @@ def _page(articles: Iterable[str], **context: Any) -> Iterator[str]:
             yield piece
 
 
-def report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None) -> Iterator[str]:
+def report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None,
+                signals: dict[int, list[dict[str, Any]]] | None = None) -> Iterator[str]:
     """The report page in pieces: summary, timelines, filters, then one article per change.
-    Takes change rows (query_changes) and needs no diff parsing when their clause HTML is cached."""
+    Takes change rows (query_changes) and needs no diff parsing when their clause HTML is cached.
+    `signals`: change id -> the cross-document signals shown on it (monitor.service.report_signals)."""
+    signals = signals or {}
     from ..store import utcnow
 
     by_target: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -220,7 +229,7 @@ def report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, s
                 if line:
                     timelines.append(line)
     known: dict[tuple[str, str, str, str], tuple[str, Markup, Markup]] = {}
-    articles = _article_chunks((row_article(row, known), row_fragment(row, store, side_by_side=side_by_side)) for row in rows)
+    articles = _article_chunks((row_article(row, known, signals.get(row["id"], ())), row_fragment(row, store, side_by_side=side_by_side)) for row in rows)
     yield from _page(
         title="Privacy monitor report",
         subtitle=f"{plural(len(rows), 'change')}, {flagged_total} flagged · generated {generated or utcnow()[:16].replace('T', ' ')} UTC",
@@ -229,9 +238,10 @@ def report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, s
     )
 
 
-def render_report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None) -> str:
+def render_report_html(rows: Sequence[dict[str, Any]], store: Store | None = None, *, side_by_side: bool = False, generated: str | None = None,
+                       signals: dict[int, list[dict[str, Any]]] | None = None) -> str:
     """The whole report as one self-contained page (see report_html)."""
-    return "".join(report_html(rows, store, side_by_side=side_by_side, generated=generated))
+    return "".join(report_html(rows, store, side_by_side=side_by_side, generated=generated, signals=signals))
 
 
 def render_diff_html(diff: dict[str, Any], *, title: str | None = None, side_by_side: bool = False) -> str:
@@ -240,7 +250,7 @@ def render_diff_html(diff: dict[str, Any], *, title: str | None = None, side_by_
     article = Article(
         anchor=Markup("diff"), heading=_heading("", view.title, len(view.flags)), target=Markup(""),
         flagged=Markup("1" if view.flags else "0"), categories=escape(" ".join(view.categories)),  # noqa: S704 - constants
-        meta=bdi(f"{view.dates_line} · {view.counts_line}"), signals=_signals([{"kind": s.kind, "message": s.message} for s in view.signals]),
+        meta=bdi(f"{view.dates_line} · {view.counts_line}"), signals=_signals(view.signals),
     )
     fragment = clauses_html(diff, side_by_side=side_by_side)
     return "".join(_page(

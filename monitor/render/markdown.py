@@ -115,7 +115,7 @@ def diff_markdown(view: DiffView, *, level: int = 2) -> str:
     out.append(f"- {escape(view.dates_line)}")
     out.append(f"- substantive: {'yes' if view.substantive else 'no'} ({view.counts_line})")
     for signal in view.signals:
-        out.append(f"- **{escape(signal.kind)}**: {escape(signal.message)}")
+        out.append(f"- **{escape(signal.label)}**: {escape(signal.message)}")
     out.append("")
     for clause in view.clauses:
         out.extend(clause_markdown(clause, level + 1))

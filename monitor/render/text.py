@@ -90,7 +90,7 @@ def diff_text(view: DiffView, *, show_cosmetic: bool = False) -> Text:
     out.append(clean(view.title) + "\n", STYLES["title"])
     out.append(f"  {view.dates_line}; substantive: {'yes' if view.substantive else 'no'}; {view.counts_line}\n")
     for signal in view.signals:
-        out.append(f"  ! {signal.kind}: {clean(signal.message)}\n", STYLES["flag"])
+        out.append(f"  ! {clean(signal.label)}: {clean(signal.message)}\n", STYLES["flag"])
     for clause in view.clauses:
         out.append(clause_text(clause))
     if show_cosmetic:

@@ -247,8 +247,32 @@ class ClauseView:
 
 @dataclass(frozen=True)
 class Signal:
+    """A signal on a change: silent-update and reverted from its own diff; policy-lag and
+    policy-silent from the service's other documents (monitor.service), which name the
+    other document, its date, the days between and the statement's category."""
+
     kind: str
     message: str
+    category: str = ""
+    days: float | None = None
+    other_target: str = ""
+    other_document: str = ""
+    other_date: str = ""
+
+    @classmethod
+    def of(cls, signal: dict[str, Any]) -> Signal:
+        other = signal.get("other") or {}
+        days = signal.get("days")
+        return cls(
+            kind=str(signal.get("kind", "")), message=str(signal.get("message", "")), category=str(signal.get("category") or ""),
+            days=float(days) if isinstance(days, (int, float)) else None, other_target=str(other.get("target") or ""),
+            other_document=str(other.get("document") or ""), other_date=str(other.get("date") or signal.get("since") or ""),
+        )
+
+    @property
+    def label(self) -> str:
+        """'policy-lag (ai-training)': the kind, with the statement's category when it has one."""
+        return f"{self.kind} ({self.category})" if self.category else self.kind
 
 
 @dataclass(frozen=True)
@@ -287,7 +311,7 @@ class DiffView:
             substantive=bool(diff.get("substantive")),
             old_date=(diff.get("old") or {}).get("effective_date"),
             new_date=(diff.get("new") or {}).get("effective_date"),
-            signals=tuple(Signal(str(s.get("kind", "")), str(s.get("message", ""))) for s in diff.get("signals") or []),
+            signals=tuple(Signal.of(s) for s in diff.get("signals") or []),
             clauses=tuple(ordered),
             cosmetic=tuple(c for c in clauses if c.cosmetic),
             counts=counts,
