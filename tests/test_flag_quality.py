@@ -30,7 +30,7 @@ from .conftest import CORPUS
 
 TESTS = Path(__file__).resolve().parent
 SUITE_FLOOR = {"precision": 0.98, "recall": 0.97}
-HOLDOUT_FLOOR = {"precision": 0.94, "recall": 0.875}  # the six held-out sets together
+HOLDOUT_FLOOR = {"precision": 0.945, "recall": 0.89}  # the six held-out sets together
 CORPUS_FLOOR = {"precision": 0.97, "recall": 0.97}
 
 
