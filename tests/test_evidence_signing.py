@@ -10,6 +10,7 @@ import hashlib
 import json
 import socket
 import stat
+import subprocess
 import threading
 import zipfile
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from .conftest import in_process
+from .conftest import archive_tool, in_process
 from .test_evidence import archive, export  # noqa: F401 - the fixture: two versions, one flagged change
 
 
@@ -76,6 +77,10 @@ def test_signed_bundle_verifies_names_its_key_and_fails_with_another(archive: di
 
         load_der_public_key(base64.b64decode(signed["publicKey"])).verify(
             base64.b64decode(signed["signature"]), f"{signed['hash']}\n{signed['created']}".encode())
+        # and the wacz package's validator takes it (its own signature check is authsign's ECDSA, not run)
+        validated = subprocess.run([str(archive_tool("wacz")), "validate", "-f", str(out)], capture_output=True, text=True, timeout=300)
+        assert validated.returncode == 0, validated.stdout + validated.stderr
+        assert "Has signature" in validated.stdout
     # an unsigned bundle is not what --key asks for
     plain = tmp_path / f"plain.{fmt}"
     assert export(config, "1", "--format", fmt, "-o", str(plain))[0] == 0
