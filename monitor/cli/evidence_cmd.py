@@ -135,6 +135,9 @@ def _pin_key_option() -> None:
         return
     command.params.append(click.Option(["--key", "pin_key"], type=click.Path(dir_okay=False), metavar="PUBKEY",
                                        help="With FILE: the bundle must be signed by this public key (KEY.pub of `monitor keygen`)."))
+    command.help = (command.help or "") + (
+        "\n\nA signed bundle (`monitor export --sign`) has its signature checked and its key's fingerprint"
+        " printed; `monitor verify change-14.wacz --key keys/monitor.key.pub` also requires that key.")
     original = command.callback
     assert original is not None
 
