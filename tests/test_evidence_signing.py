@@ -8,6 +8,7 @@ import base64
 import gzip
 import hashlib
 import json
+import shutil
 import socket
 import stat
 import subprocess
@@ -197,12 +198,24 @@ def test_signing_settings_are_checked_with_one_line_errors(archive: dict[str, ob
 
 class TSA:
     """A time-stamping authority on 127.0.0.1: it reads each TimeStampReq and answers with a
-    granted TimeStampResp whose token's TSTInfo stamps the digest asked for, at `when`.
-    The token's CMS carries no signer (this monitor does not check the TSA's signature)."""
+    granted TimeStampResp whose token's TSTInfo stamps the digest asked for, at `when`,
+    signed (CMS, RSA with sha256 over the signed attributes) by a self-signed certificate."""
 
     def __init__(self) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
         self.requests: list[bytes] = []
         self.when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test TSA")])
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+                     .serial_number(7).not_valid_before(datetime(2025, 1, 1, tzinfo=timezone.utc))
+                     .not_valid_after(datetime(2030, 1, 1, tzinfo=timezone.utc))
+                     .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+                     .sign(self.key, hashes.SHA256())).public_bytes(serialization.Encoding.DER)
         tsa = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -224,7 +237,9 @@ class TSA:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tsr"
 
     def answer(self, body: bytes, content_type: str) -> bytes:
-        from asn1crypto import cms, tsp
+        from asn1crypto import cms, tsp, x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
 
         request = tsp.TimeStampReq.load(body)
         assert content_type == "application/timestamp-query"
@@ -232,9 +247,21 @@ class TSA:
             "version": "v1", "policy": "1.2.3.4.1", "message_imprint": request["message_imprint"],
             "serial_number": len(self.requests), "gen_time": self.when, "nonce": request["nonce"].native,
         })
+        cert = x509.Certificate.load(self.cert)
+        attrs = cms.CMSAttributes([
+            {"type": "content_type", "values": ["tst_info"]},
+            {"type": "message_digest", "values": [hashlib.sha256(info.dump()).digest()]},
+            {"type": "signing_certificate_v2", "values": [{"certs": [{"cert_hash": hashlib.sha256(self.cert).digest()}]}]},
+        ])
+        signature = self.key.sign(b"\x31" + attrs.dump()[1:], padding.PKCS1v15(), hashes.SHA256())
+        signer = {
+            "version": "v1", "sid": {"issuer_and_serial_number": {"issuer": cert.issuer, "serial_number": cert.serial_number}},
+            "digest_algorithm": {"algorithm": "sha256"}, "signed_attrs": attrs,
+            "signature_algorithm": {"algorithm": "sha256_rsa"}, "signature": signature,
+        }
         signed = cms.SignedData({
-            "version": "v3", "digest_algorithms": [{"algorithm": "sha256"}],
-            "encap_content_info": {"content_type": "tst_info", "content": info}, "signer_infos": [],
+            "version": "v3", "digest_algorithms": [{"algorithm": "sha256"}], "certificates": [cert],
+            "encap_content_info": {"content_type": "tst_info", "content": info}, "signer_infos": [signer],
         })
         token = cms.ContentInfo({"content_type": "signed_data", "content": signed})
         return bytes(tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump())
@@ -266,7 +293,19 @@ def test_timestamp_from_a_tsa_is_kept_and_verified(archive: dict[str, object], t
     assert sent["cert_req"].native is True and sent["nonce"].native
     assert digest["signedData"]["genTime"] == "2026-01-02T03:04:05Z" and digest["signedData"]["tsa"] == tsa.url
     code, stdout, _ = in_process("verify", str(out))
-    assert code == 0 and "time-stamped (RFC 3161) at 2026-01-02T03:04:05Z" in stdout
+    assert code == 0 and "time-stamped (RFC 3161) at 2026-01-02T03:04:05Z by CN=Test TSA" in stdout
+    # openssl reads the token and checks its signature with the TSA's certificate as the CA
+    token_file, ca_file = tmp_path / "token.der", tmp_path / "tsa.pem"
+    token_file.write_bytes(base64.b64decode(digest["signedData"]["timeStampToken"]))
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ca_file.write_bytes(x509.load_der_x509_certificate(tsa.cert).public_bytes(Encoding.PEM))
+    if shutil.which("openssl"):
+        checked = subprocess.run(["openssl", "ts", "-verify", "-token_in", "-in", str(token_file), "-digest",
+                                  digest["hash"].split(":")[1], "-CAfile", str(ca_file), "-partial_chain"],
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0 and "Verification: OK" in checked.stdout, checked.stdout + checked.stderr
     # a token that stamps another digest (taken from another export) fails
     other = tmp_path / "other.zip"
     assert export(config, "1", "--format", "zip", "--sign", "--timestamp", "-o", str(other))[0] == 0
@@ -278,9 +317,27 @@ def test_timestamp_from_a_tsa_is_kept_and_verified(archive: dict[str, object], t
         block["signedData"]["timeStampToken"] = foreign
         files["datapackage-digest.json"] = json.dumps(block).encode()
 
+    original = out.read_bytes()
     _rezip(out, swap)
     code, stdout, _ = in_process("verify", str(out))
     assert code == 1 and "timeStampToken: does not verify (the time-stamp token stamps another digest" in stdout
+    # the token's time moved back a year: the TSA's signature no longer covers it
+    out.write_bytes(original)
+
+    def backdate(files: dict[str, bytes]) -> None:
+        from asn1crypto import cms, tsp
+
+        block = json.loads(files["datapackage-digest.json"])
+        token = cms.ContentInfo.load(base64.b64decode(block["signedData"]["timeStampToken"]))
+        info = tsp.TSTInfo.load(token["content"]["encap_content_info"]["content"].contents)
+        info["gen_time"] = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        token["content"]["encap_content_info"]["content"] = info
+        block["signedData"]["timeStampToken"] = base64.b64encode(token.dump(force=True)).decode()
+        files["datapackage-digest.json"] = json.dumps(block).encode()
+
+    _rezip(out, backdate)
+    code, stdout, _ = in_process("verify", str(out))
+    assert code == 1 and "does not match the digest its TSA signed (the token was edited)" in stdout, stdout
 
 
 def test_timestamp_with_the_tsa_unreachable_is_one_clear_line(archive: dict[str, object], tmp_path: Path) -> None:  # noqa: F811

@@ -61,6 +61,7 @@ class Report:
     signer: str | None = None  # the public key fingerprint of a signature that verified
     signed_at: str | None = None
     stamped_at: str | None = None  # genTime of an RFC 3161 token over the signed digest
+    stamped_by: str | None = None  # the subject of the certificate that signed it
 
     def error(self, where: str, message: str) -> None:
         self.problems.append(VerifyProblem("error", where, message))
@@ -75,7 +76,7 @@ class Report:
         if self.signer:
             signed = f"signed by {self.signer} at {self.signed_at}"
             if self.stamped_at:
-                signed += f", time-stamped (RFC 3161) at {self.stamped_at}"
+                signed += f", time-stamped (RFC 3161) at {self.stamped_at} by {self.stamped_by} (its CA not checked)"
         return (f"{self.kind}: {len(ev.get('versions') or [])} versions, {len(ev.get('changes') or [])} changes, "
                 f"{len(ev.get('chain', {}).get('entries') or [])} chain entries, chain head {ev.get('chain', {}).get('head')}; {signed}")
 
@@ -296,7 +297,7 @@ def _check_signature(report: Report, key: bytes | None) -> None:
             from .timestamp import check_token
 
             try:
-                report.stamped_at = check_token(str(token), report.signed.expected)
+                report.stamped_at, report.stamped_by = check_token(str(token), report.signed.expected)
             except (ValueError, TypeError, KeyError) as exc:
                 report.error(f"{report.signed.where} timeStampToken", f"does not verify ({str(exc)[:120]})")
     else:

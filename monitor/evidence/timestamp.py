@@ -4,8 +4,10 @@ TSTInfo naming that digest and the time) is kept in the `signedData` block as
 `timeStampToken` (base64 DER). asn1crypto builds the request and reads the answer.
 
 What is checked here: the TSA granted the request, the token's TSTInfo stamps this very
-digest with our nonce, and its genTime. The TSA's certificate chain and CMS signature are
-not checked by this monitor: `openssl ts -verify` does that with the TSA's CA certificate.
+digest (with our nonce, when asked), its genTime, and the token's CMS signature against the
+certificate it carries (message digest of the TSTInfo, signature over the signed
+attributes; RSA, ECDSA or Ed25519). Whether that certificate belongs to a TSA you trust (its
+chain to a CA) is not checked here: `openssl ts -verify -CAfile` does that.
 """
 
 from __future__ import annotations
@@ -65,18 +67,76 @@ def read_response(data: bytes, digest_hex: str, nonce: int | None, url: str) -> 
         raise InputError(f"evidence.tsa_url {url}: the time-stamp token stamps another digest than the one sent")
     if nonce is not None and info["nonce"].native not in (None, nonce):
         raise InputError(f"evidence.tsa_url {url}: the time-stamp token answers another request (nonce differs)")
+    from asn1crypto import cms
+
+    try:
+        _check_cms_signature(cms.ContentInfo.load(token))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"evidence.tsa_url {url}: {str(exc)[:160]}") from None
     return Stamp(token, _iso(info["gen_time"].native), url)
 
 
-def check_token(token_b64: str, digest: str) -> str:
-    """The genTime of a kept token, once its TSTInfo is seen to stamp `digest`; ValueError otherwise."""
+def check_token(token_b64: str, digest: str) -> tuple[str, str]:
+    """(genTime, the signing certificate's subject) of a kept token, once its TSTInfo is seen
+    to stamp `digest` and its CMS signature to verify; ValueError otherwise."""
     from asn1crypto import cms
 
     token = cms.ContentInfo.load(base64.b64decode(token_b64, validate=True))
     info = _tst_info(token)
     if info["message_imprint"]["hashed_message"].native != bytes.fromhex(digest.split(":", 1)[1]):
         raise ValueError("the time-stamp token stamps another digest (the bundle was changed after it was stamped)")
-    return _iso(info["gen_time"].native)
+    return _iso(info["gen_time"].native), _check_cms_signature(token)
+
+
+def _check_cms_signature(token: Any) -> str:
+    """The token's SignerInfo: its message-digest attribute is the sha-2 of the TSTInfo, and
+    its signature over the signed attributes verifies with the certificate the token holds."""
+    import hashlib
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+    from cryptography.x509 import load_der_x509_certificate
+
+    signed = token["content"]
+    signers = signed["signer_infos"]
+    if len(signers) != 1:
+        raise ValueError(f"the token has {len(signers)} signers, not one (it is not signed by the TSA)")
+    signer = signers[0]
+    algorithm = signer["digest_algorithm"]["algorithm"].native
+    if algorithm not in ("sha256", "sha384", "sha512"):
+        raise ValueError(f"the token's digest algorithm {algorithm} is not one this monitor checks")
+    attrs = signer["signed_attrs"]
+    found = [a["values"][0].native for a in attrs if a["type"].native == "message_digest"]
+    content = signed["encap_content_info"]["content"].contents
+    if found != [hashlib.new(algorithm, content).digest()]:
+        raise ValueError("the token's TSTInfo does not match the digest its TSA signed (the token was edited)")
+    sid = signer["sid"]
+    certs = [c.chosen for c in signed["certificates"] or [] if c.name == "certificate"]
+    if sid.name == "issuer_and_serial_number":
+        certs = [c for c in certs if c.issuer == sid.chosen["issuer"] and c.serial_number == sid.chosen["serial_number"].native]
+    else:
+        certs = [c for c in certs if c.key_identifier == sid.chosen.native]
+    if not certs:
+        raise ValueError("the token does not carry its TSA's certificate (ask the TSA with certReq, as this monitor does)")
+    cert = load_der_x509_certificate(certs[0].dump())
+    key, data, sig = cert.public_key(), b"\x31" + attrs.dump()[1:], signer["signature"].native  # signed as a SET OF
+    hash_ = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[algorithm]
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            if signer["signature_algorithm"].signature_algo == "rsassa_pss":
+                key.verify(sig, data, padding.PSS(padding.MGF1(hash_), padding.PSS.AUTO), hash_)
+            else:
+                key.verify(sig, data, padding.PKCS1v15(), hash_)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(sig, data, ec.ECDSA(hash_))
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(sig, data)
+        else:
+            raise ValueError("the TSA's key type is not one this monitor checks")
+    except InvalidSignature:
+        raise ValueError("the TSA's signature on the token does not verify (the token was edited)") from None
+    return cert.subject.rfc4514_string()
 
 
 def _token_info(data: bytes, url: str) -> tuple[bytes, Any]:
