@@ -427,7 +427,12 @@ DISTRIBUTED_FIELDS = (
     FieldSpec("wait_for_workers", "duration", "How long `monitor check` waits for a live worker before failing.", parse_duration, "30s"),
 )
 
-TOP_FIELDS = ("defaults", "storage", "alerts", "targets", "feeds", "distributed")
+EVIDENCE_FIELDS = (
+    FieldSpec("signing_key", "path", "Ed25519 private key (PEM) that `monitor export --sign` signs bundles with, relative to this file; make one with `monitor keygen`.", _string),
+    FieldSpec("tsa_url", "URL", "RFC 3161 time-stamping authority that `monitor export --timestamp` asks to timestamp the bundle's digest.", _url),
+)
+
+TOP_FIELDS = ("defaults", "storage", "alerts", "targets", "feeds", "distributed", "evidence")
 
 
 def default_value(spec: FieldSpec) -> Any:
@@ -563,6 +568,14 @@ class DistributedConfig:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    """`evidence:`: how exported bundles are signed and timestamped (both optional)."""
+
+    signing_key: Path | None = None
+    tsa_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     defaults: Defaults
@@ -572,6 +585,7 @@ class Config:
     targets: tuple[Target, ...]
     feeds: FeedsConfig | None = None
     distributed: DistributedConfig | None = None  # None: one process, nothing distributed loaded
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
     def target(self, target_id: str) -> Target:
         for target in self.targets:
@@ -725,9 +739,14 @@ def parse_config(text: str, config_path: Path) -> Config:
         f = check.section(raw.get("feeds"), "feeds", FEEDS_FIELDS)
         feeds = FeedsConfig((base / str(f.get("dir", "feeds"))).resolve(), f.get("entries", 50), None if f.get("url", UNSET) is UNSET else f["url"])
     distributed = _distributed(check, raw) if "distributed" in raw else None
+    evidence = EvidenceConfig()
+    if "evidence" in raw:
+        e = check.section(raw.get("evidence"), "evidence", EVIDENCE_FIELDS)
+        key, tsa = e.get("signing_key", UNSET), e.get("tsa_url", UNSET)
+        evidence = EvidenceConfig(None if key is UNSET else (base / key).resolve(), None if tsa is UNSET else tsa)
     if check.problems:
         raise ConfigError(check.problems)
-    return Config(config_path.resolve(), defaults, db_path, snapshots_dir, alerts, targets, feeds=feeds, distributed=distributed)
+    return Config(config_path.resolve(), defaults, db_path, snapshots_dir, alerts, targets, feeds=feeds, distributed=distributed, evidence=evidence)
 
 
 def _distributed(check: _Checker, raw: dict[str, Any]) -> DistributedConfig | None:
@@ -869,6 +888,7 @@ def field_reference() -> str:
         ("alerts.outage:", OUTAGE_FIELDS),
         ("feeds:", FEEDS_FIELDS),
         ("distributed:", DISTRIBUTED_FIELDS),
+        ("evidence:", EVIDENCE_FIELDS),
     ):
         out.append(title)
         for spec in specs:

@@ -96,6 +96,42 @@ def test_screenshot_false_takes_none(workdir: Path, site: Site) -> None:
     assert "screenshots" not in raw and raw["response"]["status"] == 200
 
 
+def test_screenshot_true_loads_a_page_http_sufficed_for_in_the_browser_for_the_picture(workdir: Path, site: Site) -> None:
+    """`screenshot: true` with plain HTTP: the version keeps the HTTP bytes and text, and a
+    screenshot Chromium took of the page; an unchanged check keeps none."""
+    import gzip
+
+    from PIL import Image
+
+    url = site.set("/privacy", page(*POLICY, extra=SCRIPTED))
+    config = write_config(workdir, [{"id": "acme", "service": "Acme", "document": "privacy-policy", "url": url, "select": "main",
+                                     "screenshot": True}], defaults={"engine": "http"})
+    assert in_process("--config", str(config), "check")[0] == 0
+    snapshots = workdir / "snapshots"
+    [raw] = raws_of(workdir, 1)
+    head = json.loads((snapshots / raw["response"]["path"]).read_text())
+    assert head["engine"] == "http"
+    stored = gzip.decompress((snapshots / raw["path"]).read_bytes())
+    # the capture is the HTTP body (the script's text only in its source), not the browser's DOM
+    assert b"Added by a script" not in stored.replace(b"insertAdjacentHTML('beforeend', '<p>Added by a script", b"")
+    [shot] = raw["screenshots"]
+    image = Image.open(snapshots / shot["path"])
+    assert image.format == "WEBP" and image.size == (shot["width"], shot["height"]) == (1280, shot["height"])
+    colours = image.convert("L").getextrema()
+    assert colours[0] < 100 < colours[1]  # dark text on a light page, not a blank picture
+    # an unchanged check keeps no screenshot (no file at all)
+    before = sorted(p.name for p in snapshots.rglob("*"))
+    assert in_process("--config", str(config), "check")[0] == 0
+    assert sorted(p.name for p in snapshots.rglob("*")) == before
+    assert len(sqlite3.connect(workdir / "monitor.db").execute("select id from versions").fetchall()) == 1
+    # a new version gets its own
+    site.set("/privacy", page(*POLICY, "We may use your data to develop and train AI models."))
+    assert in_process("--config", str(config), "check")[0] == 0
+    [raw2] = raws_of(workdir, 2)
+    assert len(raw2["screenshots"]) == 1 and raw2["screenshots"][0]["sha256"] != shot["sha256"]
+    assert in_process("--config", str(config), "verify")[0] == 0
+
+
 def _replayed_text(browser: object, replay_url: str, original: str) -> str:
     view = browser.new_page()  # type: ignore[attr-defined]
     try:

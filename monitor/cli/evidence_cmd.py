@@ -30,8 +30,12 @@ def parse_until(text: str) -> str:
 @click.option("--format", "-f", "fmt", type=click.Choice(["wacz", "warc", "zip"]), default="wacz", show_default=True,
               help="wacz: replayable package; warc: plain .warc.gz; zip: folder-like bundle with README.txt.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write [default: change-ID.wacz, TARGET.wacz, ...].")
+@click.option("--sign", is_flag=True, help="Sign the bundle with the Ed25519 key evidence.signing_key names in targets.yaml.")
+@click.option("--signing-key", type=click.Path(dir_okay=False), metavar="KEY", help="Sign with this key file instead (implies --sign).")
+@click.option("--timestamp", "stamp", is_flag=True, help="Also have the signed digest time-stamped (RFC 3161) by evidence.tsa_url.")
 @pass_state
-def export(state: State, what: str | None, everything: bool, since: str | None, until: str | None, fmt: str, output: str | None) -> int:
+def export(state: State, what: str | None, everything: bool, since: str | None, until: str | None, fmt: str, output: str | None,
+           sign: bool, signing_key: str | None, stamp: bool) -> int:
     """Export evidence: the captures, texts, screenshots, diffs, flags and hash-chain links of
     a change, a version, a target or everything, in one file that `monitor verify FILE`
     checks without the database.
@@ -43,22 +47,142 @@ def export(state: State, what: str | None, everything: bool, since: str | None, 
       monitor export linkedin-privacy --since 2024-09-01 --until 2024-09-30
       monitor export --all --format warc -o archive.warc.gz
       monitor export 14 --format zip               README.txt, manifest.json, files
+      monitor export 14 --sign                     signed with evidence.signing_key
+      monitor export 14 --sign --timestamp         and time-stamped by evidence.tsa_url
+      monitor export 14 --signing-key monitor.key  signed with this key (`monitor keygen`)
 
     WACZ (default) opens in ReplayWeb.page and replays in pywb: our network captures are
     WARC response/request records at their original URLs, dated when this monitor fetched
     them; versions imported from the Wayback Machine or Open Terms Archive are resource
     records with their provenance and claimed date. Nothing is exported if a file or row
-    no longer matches the hash chain (run `monitor verify`). Exit 0 done, 1 the store
-    does not verify, 2 bad input.
+    no longer matches the hash chain (run `monitor verify`).
+
+    --sign puts an Ed25519 signature of the bundle's digest in it (WACZ: the signedData
+    block of datapackage-digest.json; zip: signature.json over manifest.json; WARC: a last
+    record urn:monitor:signature over the bytes before it), which `monitor verify FILE
+    [--key KEY.pub]` checks. --timestamp adds an RFC 3161 token from evidence.tsa_url.
+    Exit 0 done, 1 the store does not verify, 2 bad input (or the TSA cannot be reached).
     """
     from ..evidence.export import export as run_export
     from ..report import parse_since
 
+    key = None
+    if sign or signing_key or stamp:
+        key = _signing_key(state, signing_key)
+    tsa_url = _tsa_url(state) if stamp else None
     with state.store() as store:
         done = run_export(store, what, fmt=fmt, output=Path(output) if output else None, everything=everything,
-                          since=parse_since(since) if since else None, until=parse_until(until) if until else None)
+                          since=parse_since(since) if since else None, until=parse_until(until) if until else None,
+                          signing_key=key, tsa_url=tsa_url)
     click.echo(f"wrote {done.path}: {done.counts}")
+    if done.signature:
+        click.echo(done.signature)
     return 0
+
+
+def _signing_key(state: State, path: str | None) -> object:
+    from ..errors import InputError
+    from ..evidence.sign import load_private
+
+    if path:
+        return load_private(Path(path), where="--signing-key")
+    config = state.config()
+    if config.evidence.signing_key is None:
+        raise InputError(f"{config.path}: evidence.signing_key: not set; add `evidence: {{signing_key: keys/monitor.key}}` "
+                         "(make the key with `monitor keygen keys/monitor.key`), or pass --signing-key KEY")
+    return load_private(config.evidence.signing_key, where=f"{config.path}: evidence.signing_key")
+
+
+def _tsa_url(state: State) -> str:
+    from ..errors import InputError
+
+    config = state.config()
+    if not config.evidence.tsa_url:
+        raise InputError(f"{config.path}: evidence.tsa_url: not set; add the URL of an RFC 3161 time-stamping authority "
+                         "under evidence: (tsa_url: https://freetsa.org/tsr, say), or export without --timestamp")
+    return config.evidence.tsa_url
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+def keygen(path: str) -> int:
+    """Create an Ed25519 key pair for signing exports: the private key at PATH (mode 0600),
+    the public key at PATH.pub (give that to whoever checks your bundles).
+
+    \b
+    Examples:
+      monitor keygen keys/monitor.key
+      monitor verify change-14.wacz --key keys/monitor.key.pub
+
+    Then name the private key in targets.yaml (`evidence: {signing_key: keys/monitor.key}`,
+    relative to that file) and export with --sign. An existing key is never overwritten.
+    """
+    from ..evidence.sign import keygen as make_key
+
+    private, public, finger = make_key(Path(path))
+    click.echo(f"wrote {private} (private, mode 0600) and {public} (public)")
+    click.echo(f"public key {finger}")
+    return 0
+
+
+def _pin_key_option() -> None:
+    """`monitor verify FILE --key KEY.pub`: the verify command lives in capture.py; this adds
+    the option to it, checking the bundle's signature against that key."""
+    import functools
+
+    command = cli.commands.get("verify")
+    if command is None or any(p.name == "pin_key" for p in command.params):
+        return
+    command.params.append(click.Option(["--key", "pin_key"], type=click.Path(dir_okay=False), metavar="PUBKEY",
+                                       help="With FILE: the bundle must be signed by this public key (KEY.pub of `monitor keygen`)."))
+    command.help = (command.help or "") + (
+        "\n\nA signed bundle (`monitor export --sign`) has its signature checked and its key's fingerprint"
+        " printed; `monitor verify change-14.wacz --key keys/monitor.key.pub` also requires that key.")
+    original = command.callback
+    assert original is not None
+
+    @functools.wraps(original)
+    def callback(*args: object, pin_key: str | None = None, **kwargs: object) -> object:
+        if pin_key is None:
+            return original(*args, **kwargs)
+        return _verify_pinned(kwargs, Path(pin_key))
+
+    command.callback = callback
+
+
+def _verify_pinned(options: dict[str, object], key_path: Path) -> int:
+    from ..errors import InputError
+    from ..evidence.anchor import read_anchors
+    from ..evidence.check import verify_file
+    from ..evidence.sign import load_public
+
+    bundle = options.get("bundle")
+    if not bundle:
+        raise InputError("--key PUBKEY checks the signature of an exported bundle: monitor verify FILE --key KEY.pub")
+    pinned = load_public(key_path)
+    heads = [str(h).strip() for h in options.get("heads") or ()]  # type: ignore[attr-defined]
+    for head in heads:
+        number, _, digest = head.partition(":")
+        if not number.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise InputError(f"--head {head[:80]}: expected N:SHA256 (64 hex digits), as in an alert's X-Monitor-Chain header")
+    anchors = [("--head", h) for h in heads]
+    if options.get("anchor_file"):
+        anchors += read_anchors(Path(str(options["anchor_file"])))
+    report = verify_file(Path(str(bundle)), anchors=anchors, key=pinned)
+    quiet = bool(options.get("quiet"))
+    for problem in report.problems:
+        if problem.severity == "error" or not quiet:
+            click.echo(str(problem))
+    errors = [p for p in report.problems if p.severity == "error"]
+    if errors:
+        click.echo(f"verify: {bundle}: {len(errors)} problem(s)")
+        return 1
+    if not quiet:
+        click.echo(f"verify: ok: {bundle}: {report.summary()}; {report.records} WARC records, every digest matches")
+    return 0
+
+
+_pin_key_option()
 
 
 @cli.command()

@@ -8,6 +8,8 @@ a folder-like zip (write.py). `monitor verify FILE` checks a bundle with no data
 (check.py): every digest of the container and of each WARC record, every hash-chain entry the
 bundle carries and the links from it to the chain head it names, and every file against the
 digest its chain entry records. `monitor anchor` prints the chain head to publish (anchor.py).
+`export --sign` signs the bundle's digest with Ed25519 (sign.py, `monitor keygen`) and
+`--timestamp` adds an RFC 3161 token from a time-stamping authority (timestamp.py).
 
 evidence.json (format `privacy-monitor-evidence/1`) is the map: which record or file holds
 which fact of which version or change, and the chain entries that vouch for them.

@@ -8,7 +8,11 @@
    unbroken from the first entry to the head the bundle names, and each entry sits at its
    position among them (so each is an ancestor of that head, and of any head anchored since
    that the links reach: `--anchor`).
-4. The facts: every file a version's or change's chain entry names (capture, headers file,
+4. The signature, where there is one (sign.py): the `signedData` block of
+   datapackage-digest.json (WACZ), signature.json (zip, over manifest.json) or the WARC's last
+   record urn:monitor:signature (over every byte before it), checked against the digest the
+   file has now, and against the key `--key` pins.
+5. The facts: every file a version's or change's chain entry names (capture, headers file,
    body, screenshots, text, diff JSON, clause HTML) is in the bundle with that sha256; the
    flags evidence.json lists are the flags of the verified diff JSON.
 """
@@ -26,6 +30,7 @@ from typing import Any
 from ..chain import VerifyProblem, entry_hash
 from ..errors import InputError
 from . import EVIDENCE_FORMAT, EVIDENCE_URI
+from .write import SIGNATURE_FILE, SIGNATURE_URI
 from .items import flags_of
 
 
@@ -35,6 +40,15 @@ class Piece:
     rec_type: str
     uri: str
     http_status: str | None = None
+    offset: int | None = None  # where a WARC record starts in its file
+    number: int = 0  # its place among the records
+
+
+@dataclass
+class Signed:
+    where: str
+    block: Any  # the signedData block
+    expected: str  # 'sha256:...' of what it signs, as the bundle is now
 
 
 @dataclass
@@ -43,6 +57,11 @@ class Report:
     problems: list[VerifyProblem] = field(default_factory=list)
     evidence: dict[str, Any] | None = None
     records: int = 0
+    signed: Signed | None = None  # what the bundle carries, found by the container's reader
+    signer: str | None = None  # the public key fingerprint of a signature that verified
+    signed_at: str | None = None
+    stamped_at: str | None = None  # genTime of an RFC 3161 token over the signed digest
+    stamped_by: str | None = None  # the subject of the certificate that signed it
 
     def error(self, where: str, message: str) -> None:
         self.problems.append(VerifyProblem("error", where, message))
@@ -53,13 +72,18 @@ class Report:
 
     def summary(self) -> str:
         ev = self.evidence or {}
+        signed = "unsigned"
+        if self.signer:
+            signed = f"signed by {self.signer} at {self.signed_at}"
+            if self.stamped_at:
+                signed += f", time-stamped (RFC 3161) at {self.stamped_at} by {self.stamped_by} (its CA not checked)"
         return (f"{self.kind}: {len(ev.get('versions') or [])} versions, {len(ev.get('changes') or [])} changes, "
-                f"{len(ev.get('chain', {}).get('entries') or [])} chain entries, chain head {ev.get('chain', {}).get('head')}")
+                f"{len(ev.get('chain', {}).get('entries') or [])} chain entries, chain head {ev.get('chain', {}).get('head')}; {signed}")
 
 
-def verify_file(path: Path, *, anchors: list[tuple[str, str]] | None = None) -> Report:
+def verify_file(path: Path, *, anchors: list[tuple[str, str]] | None = None, key: bytes | None = None) -> Report:
     """Every check of the module doc; all faults reported, none raised (but an unreadable
-    file, which is InputError)."""
+    file, which is InputError). `key`: the DER public key the bundle must be signed with."""
     try:
         head = path.read_bytes()[:4]
     except OSError as exc:
@@ -68,6 +92,7 @@ def verify_file(path: Path, *, anchors: list[tuple[str, str]] | None = None) -> 
         report = Report("warc")
         with open(path, "rb") as handle:
             pieces = _read_warc(handle, report, "")
+        _warc_signature(path, pieces, report)
     elif head == b"PK\x03\x04":
         try:
             archive = zipfile.ZipFile(path)
@@ -85,6 +110,7 @@ def verify_file(path: Path, *, anchors: list[tuple[str, str]] | None = None) -> 
                 raise InputError(f"{path}: a zip with neither datapackage.json (WACZ) nor manifest.json (bundle)")
     else:
         raise InputError(f"{path}: not a WACZ, WARC or zip bundle")
+    _check_signature(report, key)
     evidence_piece = pieces.get("evidence")
     if evidence_piece is None:
         report.error("evidence.json", "missing: this is not a privacy-monitor bundle, or its metadata record was removed")
@@ -120,6 +146,8 @@ def _read_wacz(archive: zipfile.ZipFile, report: Report) -> dict[str, Piece]:
             digest = json.loads(archive.read("datapackage-digest.json"))
             if digest.get("hash") != "sha256:" + hashlib.sha256(package_bytes).hexdigest():
                 report.error("datapackage.json", "does not match the sha256 in datapackage-digest.json")
+            if "signedData" in digest:
+                report.signed = Signed("datapackage-digest.json signedData", digest["signedData"], "sha256:" + hashlib.sha256(package_bytes).hexdigest())
         except ValueError:
             report.error("datapackage-digest.json", "not JSON")
     try:
@@ -163,6 +191,13 @@ def _read_zip(archive: zipfile.ZipFile, report: Report) -> dict[str, Piece]:
     names = set(archive.namelist())
     pieces: dict[str, Piece] = {}
     listed = {"manifest.json"}
+    if SIGNATURE_FILE in names:  # detached: not in the manifest it signs
+        listed.add(SIGNATURE_FILE)
+        try:
+            block = json.loads(archive.read(SIGNATURE_FILE))
+            report.signed = Signed(SIGNATURE_FILE, block.get("signedData"), "sha256:" + hashlib.sha256(archive.read("manifest.json")).hexdigest())
+        except (ValueError, AttributeError, zipfile.BadZipFile, OSError, zlib.error):
+            report.error(SIGNATURE_FILE, "cannot be read as JSON")
     for entry in manifest.get("files") or []:
         name = entry.get("path")
         listed.add(name)
@@ -194,8 +229,10 @@ def _read_warc(handle: Any, report: Report, where: str) -> dict[str, Piece]:
     pieces: dict[str, Piece] = {}
     number = 0
     try:
-        for record in ArchiveIterator(handle, check_digests=True):
+        iterator = ArchiveIterator(handle, check_digests=True)
+        for record in iterator:
             number += 1
+            offset = iterator.offset  # where this record starts (get_record_offset() would read it to its end)
             record_id = record.rec_headers.get_header("WARC-Record-ID") or f"record {number}"
             payload = record.raw_stream.read()
             checker = record.digest_checker
@@ -205,14 +242,66 @@ def _read_warc(handle: Any, report: Report, where: str) -> dict[str, Piece]:
                 report.error(f"{where}WARC record {number} {record_id}", "carries no digest to check")
             uri = record.rec_headers.get_header("WARC-Target-URI") or ""
             status = record.http_headers.get_statuscode() if record.http_headers and record.rec_type == "response" else None
-            piece = Piece(payload, record.rec_type, uri, status)
+            piece = Piece(payload, record.rec_type, uri, status, offset, number)
             pieces[record_id] = piece
             if record.rec_type == "metadata" and uri == EVIDENCE_URI:
                 pieces["evidence"] = piece
+            if record.rec_type == "metadata" and uri == SIGNATURE_URI:
+                pieces["signature"] = piece
     except (ArchiveLoadFailed, OSError, EOFError, ValueError, zlib.error) as exc:
         report.error(f"{where}WARC record {number + 1}", f"cannot be read ({exc.__class__.__name__}: {str(exc)[:200]})")
     report.records += number
     return pieces
+
+
+# ----------------------------------------------------------------------------- signature
+
+
+def _warc_signature(path: Path, pieces: dict[str, Piece], report: Report) -> None:
+    """A plain WARC's signature record signs the sha256 of every byte before it, and is last."""
+    piece = pieces.get("signature")
+    if piece is None or piece.offset is None:
+        return
+    if piece.number != report.records:
+        report.error("WARC signature record", "is not the last record (records were added after signing)")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        left = piece.offset
+        while left > 0:
+            chunk = handle.read(min(1 << 20, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    try:
+        block = json.loads(piece.payload).get("signedData")
+    except (ValueError, AttributeError):
+        report.error("WARC signature record", "not JSON")
+        return
+    report.signed = Signed("WARC signature record", block, "sha256:" + digest.hexdigest())
+
+
+def _check_signature(report: Report, key: bytes | None) -> None:
+    from .sign import check_signed_data, fingerprint
+
+    if report.signed is None:
+        if key is not None:
+            report.error("signature", f"the bundle is not signed, but --key expects a signature by {fingerprint(key)}")
+        return
+    result = check_signed_data(report.signed.block, report.signed.expected, pinned=key)
+    if result.ok:
+        report.signer = result.fingerprint
+        report.signed_at = str(report.signed.block.get("created"))
+        token = report.signed.block.get("timeStampToken")
+        if token is not None:
+            from .timestamp import check_token
+
+            try:
+                report.stamped_at, report.stamped_by = check_token(str(token), report.signed.expected)
+            except (ValueError, TypeError, KeyError) as exc:
+                report.error(f"{report.signed.where} timeStampToken", f"does not verify ({str(exc)[:120]})")
+    else:
+        report.error(report.signed.where, result.problem or "does not verify")
 
 
 # ----------------------------------------------------------------------------- chain

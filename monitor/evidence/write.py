@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -21,6 +21,10 @@ from .items import Built, Item
 
 WACZ_VERSION = "1.1.1"
 WARC_NAME = "data.warc.gz"
+SIGNATURE_URI = "urn:monitor:signature"
+SIGNATURE_FILE = "signature.json"
+# Given a digest 'sha256:...', the `signedData` block that signs it (sign.py); None: unsigned.
+Signer = Callable[[str], dict[str, Any]]
 
 
 def warc_date(stamp: str) -> str:
@@ -114,7 +118,7 @@ def pages_jsonl(built: Built) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_wacz(path: Path, built: Built, *, software: str) -> None:
+def write_wacz(path: Path, built: Built, *, software: str, signer: Signer | None = None) -> None:
     with tempfile.TemporaryFile() as warc:
         index = write_warc(warc, built, filename=WARC_NAME, software=software)
         warc.seek(0)
@@ -133,7 +137,9 @@ def write_wacz(path: Path, built: Built, *, software: str) -> None:
         if pages:
             package["mainPageUrl"], package["mainPageDate"] = pages[-1].uri, warc_date(pages[-1].date)
         package_bytes = json.dumps(package, indent=1, ensure_ascii=False).encode("utf-8")
-        digest = {"path": "datapackage.json", "hash": "sha256:" + sha256_bytes(package_bytes)}
+        digest: dict[str, Any] = {"path": "datapackage.json", "hash": "sha256:" + sha256_bytes(package_bytes)}
+        if signer is not None:  # the WACZ signing spec's place for it
+            digest["signedData"] = signer(digest["hash"])
         with _atomic_zip(path) as archive:
             warc.seek(0)
             info = zipfile.ZipInfo(f"archive/{WARC_NAME}", date_time=(1980, 1, 1, 0, 0, 0))
@@ -157,15 +163,36 @@ def _resource(name: str, handle: Any) -> dict[str, Any]:
     return {"name": Path(name).name, "path": name, "hash": "sha256:" + digest.hexdigest(), "bytes": size}
 
 
-def write_plain_warc(path: Path, built: Built, *, software: str) -> None:
+def write_plain_warc(path: Path, built: Built, *, software: str, signer: Signer | None = None) -> None:
     tmp = _tmp_for(path)
     try:
-        with open(tmp, "wb") as handle:
+        with open(tmp, "w+b") as handle:
             write_warc(handle, built, filename=path.name, software=software)
+            if signer is not None:
+                _append_signature(handle, signer)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _append_signature(handle: Any, signer: Signer) -> None:
+    """A detached signature as the WARC's last record: a `metadata` record at
+    urn:monitor:signature whose JSON signs the sha256 of every byte before it."""
+    import hashlib
+
+    end = handle.tell()
+    handle.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(1 << 20), b""):  # to the end: the records written so far
+        digest.update(chunk)
+    block = {"path": "the WARC records before this one", "bytes": end, "signedData": signer("sha256:" + digest.hexdigest())}
+    data = json.dumps(block, indent=1).encode("utf-8") + b"\n"
+    writer = _writer(handle)
+    record = writer.create_warc_record(SIGNATURE_URI, "metadata", payload=io.BytesIO(data), length=len(data),
+                                       warc_headers_dict={"WARC-Date": warc_date(block["signedData"]["created"])},
+                                       warc_content_type="application/json")
+    writer.write_record(record)
 
 
 README = """\
@@ -194,7 +221,7 @@ Compare the head with one published earlier (an alert's X-Monitor-Chain header, 
 """
 
 
-def write_zip(path: Path, built: Built, *, software: str) -> None:
+def write_zip(path: Path, built: Built, *, software: str, signer: Signer | None = None) -> None:
     ev = built.evidence
     files: list[tuple[str, bytes]] = [(i.path, i.payload) for i in built.items if i.path]
     evidence_bytes = json.dumps(ev, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
@@ -212,6 +239,9 @@ def write_zip(path: Path, built: Built, *, software: str) -> None:
     files.append(("README.txt", readme.encode("utf-8")))
     manifest = {"format": "privacy-monitor-bundle/1", "files": [{"path": name, "sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files]}
     files.append(("manifest.json", json.dumps(manifest, indent=1).encode("utf-8")))
+    if signer is not None:  # detached: it signs manifest.json, which lists every other file's sha256
+        block = {"path": "manifest.json", "signedData": signer("sha256:" + sha256_bytes(files[-1][1]))}
+        files.append((SIGNATURE_FILE, json.dumps(block, indent=1).encode("utf-8") + b"\n"))
     with _atomic_zip(path) as archive:
         for name, data in files:
             archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=zipfile.ZIP_DEFLATED)
