@@ -288,8 +288,10 @@ def doctor(state: State) -> int:
               help="A chain head kept elsewhere (an alert's X-Monitor-Chain header, a log line) to check too.")
 @click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="A file of anchored heads (`monitor anchor --to FILE`): the archive must still extend each.")
+@click.option("--key", "pin_key", type=click.Path(dir_okay=False), metavar="PUBKEY",
+              help="With FILE: the bundle must be signed by this public key (KEY.pub of `monitor keygen`).")
 @pass_state
-def verify(state: State, bundle: str | None, quiet: bool, heads: tuple[str, ...], anchor_file: str | None) -> int:
+def verify(state: State, bundle: str | None, quiet: bool, heads: tuple[str, ...], anchor_file: str | None, pin_key: str | None) -> int:
     """Check every stored file and every recorded fact against the hash chain; or, given
     FILE, an exported bundle (WACZ, WARC or zip) on its own, with no database.
 
@@ -298,6 +300,7 @@ def verify(state: State, bundle: str | None, quiet: bool, heads: tuple[str, ...]
       monitor verify
       monitor verify --anchor anchors.log
       monitor verify change-14.wacz
+      monitor verify change-14.wacz --key keys/monitor.key.pub
 
     Recomputes the sha256 of every raw capture, response headers file, screenshot and
     extracted text, every entry of the hash chain (versions with their dates, titles,
@@ -310,6 +313,8 @@ def verify(state: State, bundle: str | None, quiet: bool, heads: tuple[str, ...]
     With FILE: the container's digests (datapackage.json or manifest.json), every WARC
     record's digests, the chain entries it carries and their links to its head, and every
     capture, text, screenshot and diff against the digest its chain entry records.
+    A signed bundle (`monitor export --sign`) has its signature checked and its key's
+    fingerprint printed; --key also requires that it was signed by that key.
     Exit 0 when intact, 1 otherwise, 2 for a file that is not a bundle.
     """
     from ..errors import InputError
@@ -328,7 +333,9 @@ def verify(state: State, bundle: str | None, quiet: bool, heads: tuple[str, ...]
 
         extra += read_anchors(Path(anchor_file))
     if bundle:
-        return _verify_bundle(bundle, extra, quiet)
+        return _verify_bundle(bundle, extra, quiet, pin_key)
+    if pin_key:
+        raise InputError("--key PUBKEY checks the signature of an exported bundle: monitor verify FILE --key KEY.pub")
     config = state.config()
     if not config.db_path.exists():
         click.echo(f"{config.db_path}: no database yet; nothing to verify")
@@ -350,12 +357,13 @@ def verify(state: State, bundle: str | None, quiet: bool, heads: tuple[str, ...]
     return 0
 
 
-def _verify_bundle(bundle: str, anchors: list[tuple[str, str]], quiet: bool) -> int:
+def _verify_bundle(bundle: str, anchors: list[tuple[str, str]], quiet: bool, pin_key: str | None = None) -> int:
     from pathlib import Path
 
     from ..evidence.check import verify_file
+    from ..evidence.sign import load_public
 
-    report = verify_file(Path(bundle), anchors=anchors)
+    report = verify_file(Path(bundle), anchors=anchors, key=load_public(Path(pin_key)) if pin_key else None)
     for problem in report.problems:
         if problem.severity == "error" or not quiet:
             click.echo(str(problem))

@@ -125,66 +125,6 @@ def keygen(path: str) -> int:
     return 0
 
 
-def _pin_key_option() -> None:
-    """`monitor verify FILE --key KEY.pub`: the verify command lives in capture.py; this adds
-    the option to it, checking the bundle's signature against that key."""
-    import functools
-
-    command = cli.commands.get("verify")
-    if command is None or any(p.name == "pin_key" for p in command.params):
-        return
-    command.params.append(click.Option(["--key", "pin_key"], type=click.Path(dir_okay=False), metavar="PUBKEY",
-                                       help="With FILE: the bundle must be signed by this public key (KEY.pub of `monitor keygen`)."))
-    command.help = (command.help or "") + (
-        "\n\nA signed bundle (`monitor export --sign`) has its signature checked and its key's fingerprint"
-        " printed; `monitor verify change-14.wacz --key keys/monitor.key.pub` also requires that key.")
-    original = command.callback
-    assert original is not None
-
-    @functools.wraps(original)
-    def callback(*args: object, pin_key: str | None = None, **kwargs: object) -> object:
-        if pin_key is None:
-            return original(*args, **kwargs)
-        return _verify_pinned(kwargs, Path(pin_key))
-
-    command.callback = callback
-
-
-def _verify_pinned(options: dict[str, object], key_path: Path) -> int:
-    from ..errors import InputError
-    from ..evidence.anchor import read_anchors
-    from ..evidence.check import verify_file
-    from ..evidence.sign import load_public
-
-    bundle = options.get("bundle")
-    if not bundle:
-        raise InputError("--key PUBKEY checks the signature of an exported bundle: monitor verify FILE --key KEY.pub")
-    pinned = load_public(key_path)
-    heads = [str(h).strip() for h in options.get("heads") or ()]  # type: ignore[attr-defined]
-    for head in heads:
-        number, _, digest = head.partition(":")
-        if not number.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise InputError(f"--head {head[:80]}: expected N:SHA256 (64 hex digits), as in an alert's X-Monitor-Chain header")
-    anchors = [("--head", h) for h in heads]
-    if options.get("anchor_file"):
-        anchors += read_anchors(Path(str(options["anchor_file"])))
-    report = verify_file(Path(str(bundle)), anchors=anchors, key=pinned)
-    quiet = bool(options.get("quiet"))
-    for problem in report.problems:
-        if problem.severity == "error" or not quiet:
-            click.echo(str(problem))
-    errors = [p for p in report.problems if p.severity == "error"]
-    if errors:
-        click.echo(f"verify: {bundle}: {len(errors)} problem(s)")
-        return 1
-    if not quiet:
-        click.echo(f"verify: ok: {bundle}: {report.summary()}; {report.records} WARC records, every digest matches")
-    return 0
-
-
-_pin_key_option()
-
-
 @cli.command()
 @config_option
 @click.option("--to", "to", type=click.Path(dir_okay=False), help="Also append the line to this file (a log to publish or mail).")
