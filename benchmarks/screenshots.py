@@ -56,7 +56,7 @@ async def measure(pages: list[tuple[str, str]]) -> list[dict[str, object]]:
 
     from monitor.browser import launch_args
     from monitor.demo import render_page
-    from monitor.fetch import _executable_for
+    from monitor.fetch.browser import _executable_for
 
     rows = []
     async with async_playwright() as pw:

@@ -198,7 +198,7 @@ def test_demo_change_exported_verified_without_database_and_replayed_by_pywb(tmp
         from playwright.sync_api import sync_playwright
 
         from monitor.browser import launch_args
-        from monitor.fetch import _executable_for
+        from monitor.fetch.browser import _executable_for
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=_executable_for(pw), args=launch_args(), headless=True)
