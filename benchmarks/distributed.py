@@ -135,11 +135,14 @@ async def one_setting(server: PageServer, paths: list[str], engine: str, concurr
         if workers:
             redis = Redis(directory)
             procs = start_workers(redis, workers, concurrency, directory)
-            fleet = await CountingFleet(DistributedConfig(broker=redis.url), config.defaults, counted).start()
+            settings = DistributedConfig(broker=redis.url)
+            fleet = await CountingFleet(settings, config.defaults, counted).start()
+            await fleet.wait_for_workers(30)
             capturer = fleet.capture
             from dataclasses import replace
 
-            config = replace(config, defaults=replace(config.defaults, concurrency=2 * workers * concurrency))
+            # checks in flight as `monitor check` and the daemon send them: up to max_pending
+            config = replace(config, defaults=replace(config.defaults, concurrency=settings.max_pending))
         async with Fetcher(config.defaults) as fetcher:
             ctx = CheckContext(config, store, fetcher, rules=load_rules(), capturer=capturer)
             first = await run_pass(ctx, list(config.targets))
@@ -174,22 +177,36 @@ async def one_setting(server: PageServer, paths: list[str], engine: str, concurr
 
 
 def counting_fleet() -> type:
-    from monitor.distributed import Fleet
+    from monitor.distributed import Fleet, pack
 
     class Counting(Fleet):
-        """Counts what the monitor puts through the broker: task arguments and results."""
+        """Counts what the monitor puts through Redis: task arguments (packed, per message)
+        and results (packed, as popped from the reply list)."""
 
         def __init__(self, settings: Any, defaults: Any, counted: dict[str, int]):
             super().__init__(settings, defaults)
             self.counted = counted
 
-        def _send(self, task_id: str, payload: dict[str, Any]) -> None:
-            self.counted["sent"] += len(json.dumps(payload, separators=(",", ":")))
-            super()._send(task_id, payload)
+        async def start(self) -> Any:
+            await super().start()
+            blpop, lpop = self._redis.blpop, self._redis.lpop
 
-        def _take(self, task_id: str, meta: dict[str, Any]) -> None:
-            self.counted["received"] += len(json.dumps(meta.get("result"), separators=(",", ":")))
-            super()._take(task_id, meta)
+            def counting_blpop(*args: Any, **kwargs: Any) -> Any:
+                got = blpop(*args, **kwargs)
+                self.counted["received"] += len(got[1]) if got else 0
+                return got
+
+            def counting_lpop(*args: Any, **kwargs: Any) -> Any:
+                got = lpop(*args, **kwargs)
+                self.counted["received"] += len(got) if got else 0
+                return got
+
+            self._redis.blpop, self._redis.lpop = counting_blpop, counting_lpop
+            return self
+
+        def _send(self, ids: list[str]) -> None:
+            self.counted["sent"] += len(pack(self.message(ids)))
+            super()._send(ids)
 
     return Counting
 
