@@ -65,9 +65,10 @@ SERIALIZER = "mz"  # JSON, zlib-compressed, base85 (kombu sends the body as it i
 CONTENT_TYPE = "application/x-monitor-mz"
 REPLY_KEY = "monitor:r:"  # + the sender's id: the list a worker pushes its results to
 REPLY_TTL = 900  # seconds a reply list outlives its last push (a sender gone for good)
-BATCH_MAX = 16  # checks in one task message at most
+BATCH_MAX = 32  # checks in one task message at most
 LINGER = 0.02  # seconds the sender waits for more checks due at the same time
 RUN_ID_EVERY = 5.0  # seconds between two looks at the Redis server's run_id (a restart)
+RAW_PREFIX = 12  # hex digits of the last raw sha256 a plain HTTP task carries
 TEXT_HASH_ECHO = "="  # in a task instead of the last text sha256 the worker only echoes back
 
 
@@ -101,7 +102,7 @@ def task_deadline(target: Target) -> float:
 # ----------------------------------------------------------------------------- the wire
 
 _TARGET_DEFAULTS: dict[str, Any] | None = None
-_SKIP = ("schedule", "tags", "alerts_to", "enabled")  # what a fetch does not use
+_SKIP = ("schedule", "tags", "alerts_to", "enabled", "service", "document")  # what a fetch does not use
 
 
 def _target_defaults() -> dict[str, Any]:
@@ -126,6 +127,11 @@ def encode_task(target: Target, prior: Prior, defaults: Defaults) -> dict[str, A
         # key matches (same_as), and the writer has it: a placeholder goes instead (fetch
         # compares the text hash itself only for screenshot: true).
         p["known"] = [prior.known[0], TEXT_HASH_ECHO]
+        if prior.known_raw is not None and target.engine == "http":
+            # Over plain HTTP the raw hash is only sent back (a 304, or the same bytes): its
+            # first RAW_PREFIX digits, for the worker to check its answer "the same" against.
+            # The browser needs it whole (no screenshot of the same page again).
+            p["known_raw"] = prior.known_raw[:RAW_PREFIX]
     if prior.validators is not None:
         p["validators"] = [prior.validators.etag, prior.validators.last_modified, prior.validators.final_url, prior.validators.content_type]
     return {
@@ -178,7 +184,7 @@ def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) ->
     if capture.same_as:
         out["s"] = capture.same_as  # (never the placeholder: that matches the prior, "s": 1, below)
         if prior is not None and prior.known is not None and (capture.record.extract_key, capture.same_as) == tuple(prior.known) \
-                and capture.record.raw_sha256 == prior.known_raw:
+                and prior.known_raw and (capture.record.raw_sha256 or "").startswith(prior.known_raw):  # (a prefix in a task: RAW_PREFIX)
             out["s"] = 1
             del record["extract_key"], record["raw_sha256"]
     if capture.error is not None:
@@ -190,6 +196,31 @@ def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) ->
         blob = struct.pack(">I", len(head)) + head + b"".join(r.data for r in capture.raws)
         out["z"] = base64.b64encode(zlib.compress(blob, 6)).decode("ascii")
     return out
+
+
+def narrow_result(result: dict[str, Any], target: Target) -> dict[str, Any]:
+    """A result without what the sender knows: the target's id and URL (and the final URL
+    when it is that URL), and what its group says once for all (protocol, version, worker)."""
+    record = dict(result["r"])
+    if record.get("target_id") == target.id:
+        del record["target_id"]
+    if record.get("requested_url") == target.url:
+        del record["requested_url"]
+        if record.get("final_url") == target.url:
+            record["final_url"] = 1  # the same
+    return {k: v for k, v in {**result, "r": record}.items() if k not in ("p", "sig", "w")}
+
+
+def widen_result(result: dict[str, Any], target: Target) -> dict[str, Any]:
+    """narrow_result undone."""
+    if "r" not in result:
+        return result
+    record = dict(result["r"])
+    record.setdefault("target_id", target.id)
+    record.setdefault("requested_url", target.url)
+    if record.get("final_url") == 1:
+        record["final_url"] = target.url
+    return {**result, "r": record}
 
 
 def decode_capture(data: dict[str, Any], prior: Prior | None = None) -> Capture:
@@ -458,10 +489,10 @@ class Fleet:
                 await asyncio.sleep(backoff(attempt, base=0.2, cap=5.0))
 
     def message(self, ids: list[str]) -> dict[str, Any]:
-        """One task message's argument: the checks (id, target, prior, deadline), the
-        politeness settings and the list to push the results to."""
+        """One task message's argument: the checks (id, target, prior), the politeness
+        settings and the list to push the results to."""
         first = self._waiting[ids[0]].payload
-        checks = [[i, self._waiting[i].payload["t"], self._waiting[i].payload["prior"], self._waiting[i].payload["deadline"]] for i in ids]
+        checks = [[i, self._waiting[i].payload["t"], self._waiting[i].payload["prior"]] for i in ids]  # deadline: from the target
         return {"p": PROTOCOL, "sig": first["sig"], "d": first["d"], "r": self.reply, "c": checks}
 
     def _send(self, ids: list[str]) -> None:
@@ -536,12 +567,13 @@ class Fleet:
             return ready, restarted
         popped = self._redis.blpop([self.reply], timeout=self._poll)
         while popped is not None:
-            for item in unpack(popped[1]):
+            group = unpack(popped[1])
+            for item in group["c"]:
                 check_id = item.pop("i")
                 if "x" in item:
                     ready.append((check_id, {"status": "FAILURE", "result": item["x"]}))
                 else:
-                    ready.append((check_id, {"status": "SUCCESS", "result": item}))
+                    ready.append((check_id, {"status": "SUCCESS", "result": {"p": group["p"], "sig": group["sig"], "w": group["w"], **item}}))
             raw = self._redis.lpop(self.reply)
             popped = (self.reply, raw) if raw is not None else None
         return ready, restarted
@@ -562,7 +594,7 @@ class Fleet:
             asyncio.ensure_future(self._resend(check_id, waiting))  # not diffed: sent again for a matching worker
             return
         self.taken += 1
-        waiting.future.set_result(decode_capture(result, waiting.prior))
+        waiting.future.set_result(decode_capture(widen_result(result, waiting.target), waiting.prior))
 
     async def _resend(self, check_id: str, waiting: _Waiting) -> None:
         waiting.sends += 1
