@@ -157,7 +157,7 @@ class WorkerRuntime:
     """What a worker process keeps between tasks: an event loop thread, the fetchers (one
     per set of politeness settings, normally one), the Redis limiter, and its heartbeat."""
 
-    FLUSH_AFTER = 0.05  # seconds a finished check's result waits for others to go with it
+    FLUSH_AFTER = 0.2  # seconds a finished check's result waits for others to go with it
 
     def __init__(self, results_url: str, *, visibility_timeout: float, hostname: str, concurrency: int = 4):
         self.results_url = results_url
