@@ -8,11 +8,14 @@ the writer, as the daemon with `distributed:`; real workers on a real redis-serv
 
 Printed per setting: pages per second; the writer's CPU per check (this process only: the
 ceiling of one writer is 1 / that); the task and result bytes per unchanged and per changed
-check (what the monitor puts through the broker); and all Redis traffic per check (Celery's
-envelopes, result polling and heartbeats included, from the server's own counters).
+check (what the monitor packs: task messages' arguments, results as popped); all Redis
+traffic per check (Celery's envelopes, kombu's unacked copies, the host limiter, heartbeats
+and idle polls included, from the server's own counters: input + output bytes); and that
+traffic less what the same workers and writer move at rest for as long as the pass took.
 
 Budgets: the writer's CPU per unchanged check at most 10 ms (at least 100 checks per second
-for one writer) and under 1 KB of task + result per unchanged check.
+for one writer) and under 1 KB of Redis traffic per unchanged check (less rest). The writer
+sends up to max_pending (64) checks at once, as `monitor check` and the daemon do.
 
     python benchmarks/distributed.py [--pages 200] [--engines http,browser] [--concurrency 4]
 """
@@ -35,6 +38,7 @@ from typing import Any
 from common import ROOT, Figure, PageServer, corpus_markdown_files, markdown_page, print_table
 
 NAME = "distributed"
+REST_SECONDS = 5.0
 CHANGE = "<p>We may use your posts and messages to train our artificial intelligence models.</p>"
 
 
@@ -130,16 +134,20 @@ async def one_setting(server: PageServer, paths: list[str], engine: str, concurr
     redis = procs = fleet = None
     counted = {"sent": 0, "received": 0}
     figures: dict[str, float] = {}
+    elapsed_by_kind: dict[str, float] = {}
     try:
         capturer = None
         if workers:
             redis = Redis(directory)
             procs = start_workers(redis, workers, concurrency, directory)
-            fleet = await CountingFleet(DistributedConfig(broker=redis.url), config.defaults, counted).start()
+            settings = DistributedConfig(broker=redis.url)
+            fleet = await CountingFleet(settings, config.defaults, counted).start()
+            await fleet.wait_for_workers(30)
             capturer = fleet.capture
             from dataclasses import replace
 
-            config = replace(config, defaults=replace(config.defaults, concurrency=2 * workers * concurrency))
+            # checks in flight as `monitor check` and the daemon send them: up to max_pending
+            config = replace(config, defaults=replace(config.defaults, concurrency=settings.max_pending))
         async with Fetcher(config.defaults) as fetcher:
             ctx = CheckContext(config, store, fetcher, rules=load_rules(), capturer=capturer)
             first = await run_pass(ctx, list(config.targets))
@@ -160,6 +168,14 @@ async def one_setting(server: PageServer, paths: list[str], engine: str, concurr
                 if redis:
                     figures[f"{kind} task+result bytes/check"] = (counted["sent"] + counted["received"]) / len(paths)
                     figures[f"{kind} Redis traffic bytes/check"] = (redis.traffic() - traffic0) / len(paths)
+                    elapsed_by_kind[kind] = elapsed
+            if redis:  # the same workers and writer at rest (heartbeats, idle polls): bytes per second
+                rest0 = redis.traffic()
+                await asyncio.sleep(REST_SECONDS)
+                rate = (redis.traffic() - rest0) / REST_SECONDS
+                for kind, elapsed in elapsed_by_kind.items():
+                    total = figures[f"{kind} Redis traffic bytes/check"] * len(paths)
+                    figures[f"{kind} Redis traffic less rest bytes/check"] = (total - rate * elapsed) / len(paths)
     finally:
         for p, body in originals.items():
             server.pages[p] = body
@@ -174,22 +190,36 @@ async def one_setting(server: PageServer, paths: list[str], engine: str, concurr
 
 
 def counting_fleet() -> type:
-    from monitor.distributed import Fleet
+    from monitor.distributed import Fleet, pack
 
     class Counting(Fleet):
-        """Counts what the monitor puts through the broker: task arguments and results."""
+        """Counts what the monitor puts through Redis: task arguments (packed, per message)
+        and results (packed, as popped from the reply list)."""
 
         def __init__(self, settings: Any, defaults: Any, counted: dict[str, int]):
             super().__init__(settings, defaults)
             self.counted = counted
 
-        def _send(self, task_id: str, payload: dict[str, Any]) -> None:
-            self.counted["sent"] += len(json.dumps(payload, separators=(",", ":")))
-            super()._send(task_id, payload)
+        async def start(self) -> Any:
+            await super().start()
+            blpop, lpop = self._redis.blpop, self._redis.lpop
 
-        def _take(self, task_id: str, meta: dict[str, Any]) -> None:
-            self.counted["received"] += len(json.dumps(meta.get("result"), separators=(",", ":")))
-            super()._take(task_id, meta)
+            def counting_blpop(*args: Any, **kwargs: Any) -> Any:
+                got = blpop(*args, **kwargs)
+                self.counted["received"] += len(got[1]) if got else 0
+                return got
+
+            def counting_lpop(*args: Any, **kwargs: Any) -> Any:
+                got = lpop(*args, **kwargs)
+                self.counted["received"] += len(got) if got else 0
+                return got
+
+            self._redis.blpop, self._redis.lpop = counting_blpop, counting_lpop
+            return self
+
+        def _send(self, ids: list[str]) -> None:
+            self.counted["sent"] += len(pack(self.message(ids)))
+            super()._send(ids)
 
     return Counting
 
@@ -214,11 +244,11 @@ def run(pages: int, engines: tuple[str, ...], concurrency: int) -> list[Figure]:
                         figures.append(Figure(NAME, f"{engine} {label} {name.replace(' pages/s', '').replace(' ms/check', '/check').replace(' bytes/check', '/check')}", value, unit))
                     if workers:
                         worst_writer = max(worst_writer, measured["unchanged writer CPU ms/check"])
-                        worst_bytes = max(worst_bytes, measured["unchanged task+result bytes/check"])
+                        worst_bytes = max(worst_bytes, measured["unchanged Redis traffic less rest bytes/check"])
     finally:
         server.close()
     figures.append(Figure.check(NAME, "writer CPU per unchanged check (worst fleet)", worst_writer, "ms", "<=", 10))
-    figures.append(Figure.check(NAME, "task+result per unchanged check (worst)", worst_bytes, "bytes", "<=", 1024))
+    figures.append(Figure.check(NAME, "Redis traffic per unchanged check, less rest (worst)", worst_bytes, "bytes", "<=", 1024))
     return figures
 
 

@@ -11,18 +11,30 @@ fetch record and a hash) or the raw pages and the extracted document, zlib-compr
 
 Delivery: tasks are acknowledged late, so a worker killed mid-task leaves its message to be
 redelivered to another worker after the broker's visibility timeout (each worker bounds its
-tasks below it). Each check is one task id, awaited once: a result that arrives twice is
-taken once, and the store never makes the same text a version twice anyway. When the Redis
-server restarts (its run_id changes) the daemon sends again every check still waiting. Tasks
-go to a queue named after the extractor version, so a worker of another version never takes
-them, and a result of another version is refused (reported, sent again), never diffed.
+tasks below it). Each check has one id, awaited once: a result that arrives twice is taken
+once, and the store never makes the same text a version twice anyway. When the Redis server
+restarts (its run_id changes) the daemon sends again every check still waiting. Tasks go to
+a queue named after the extractor version, so a worker of another version never takes them,
+and a result of another version is refused (reported, sent again), never diffed.
+
+Traffic (measured: benchmarks/distributed.py, tests/test_distributed.py): a Celery message
+costs about 600 bytes of envelope and kombu stores it three times over (LPUSH, the BRPOP
+that takes it, the unacked copy kept for redelivery), and Celery's result backend added a
+SETEX, a PUBLISH, a SUBSCRIBE and a GET per task. So checks due together travel in one
+task message (a few per message, spread over the live workers), protocol 1 with the
+arguments as zlib-compressed JSON (`mz`); the task ignores its result, and the worker pushes
+the results (compressed together, grouped over a few milliseconds) to a Redis list of the
+sender's, which the daemon reads with a blocking pop. Acknowledgement stays late: a worker
+pushes a message's results before it is acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
+import math
 import logging
 import os
 import struct
@@ -49,6 +61,15 @@ HEARTBEAT_SECONDS = 2.0
 WORKER_KEY = "monitor:worker:"  # + hostname: the live worker's last beat (expires)
 WORKERS_SEEN = "monitor:workers-seen"  # hostname -> last beat, kept to report a worker gone
 DEFAULT_VISIBILITY = 600.0
+SERIALIZER = "mz"  # JSON, zlib-compressed, base85 (kombu sends the body as it is: no base64 over it)
+CONTENT_TYPE = "application/x-monitor-mz"
+REPLY_KEY = "monitor:r:"  # + the sender's id: the list a worker pushes its results to
+REPLY_TTL = 900  # seconds a reply list outlives its last push (a sender gone for good)
+BATCH_MAX = 32  # checks in one task message at most
+LINGER = 0.02  # seconds the sender waits for more checks due at the same time
+RUN_ID_EVERY = 5.0  # seconds between two looks at the Redis server's run_id (a restart)
+RAW_PREFIX = 12  # hex digits of the last raw sha256 a plain HTTP task carries
+TEXT_HASH_ECHO = "="  # in a task instead of the last text sha256 the worker only echoes back
 
 
 class DistributedError(MonitorError):
@@ -81,7 +102,7 @@ def task_deadline(target: Target) -> float:
 # ----------------------------------------------------------------------------- the wire
 
 _TARGET_DEFAULTS: dict[str, Any] | None = None
-_SKIP = ("schedule", "tags", "alerts_to", "enabled")  # what a fetch does not use
+_SKIP = ("schedule", "tags", "alerts_to", "enabled", "service", "document")  # what a fetch does not use
 
 
 def _target_defaults() -> dict[str, Any]:
@@ -101,6 +122,16 @@ def encode_task(target: Target, prior: Prior, defaults: Defaults) -> dict[str, A
     settings = {f.name: getattr(target, f.name) for f in fields(target) if f.name not in _SKIP}
     t = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items() if k in ("id", "urls") or v != base[k]}
     p: dict[str, Any] = {k: v for k, v in asdict(prior).items() if v is not None and k != "validators"}
+    if prior.known is not None and target.screenshot != "true":
+        # The worker compares the extraction key; the text hash it only sends back when the
+        # key matches (same_as), and the writer has it: a placeholder goes instead (fetch
+        # compares the text hash itself only for screenshot: true).
+        p["known"] = [prior.known[0], TEXT_HASH_ECHO]
+        if prior.known_raw is not None and target.engine == "http":
+            # Over plain HTTP the raw hash is only sent back (a 304, or the same bytes): its
+            # first RAW_PREFIX digits, for the worker to check its answer "the same" against.
+            # The browser needs it whole (no screenshot of the same page again).
+            p["known_raw"] = prior.known_raw[:RAW_PREFIX]
     if prior.validators is not None:
         p["validators"] = [prior.validators.etag, prior.validators.last_modified, prior.validators.final_url, prior.validators.content_type]
     return {
@@ -151,9 +182,9 @@ def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) ->
     if capture.engine_choice:
         out["c"] = capture.engine_choice
     if capture.same_as:
-        out["s"] = capture.same_as
-        if prior is not None and prior.known is not None and (capture.record.extract_key, capture.same_as) == prior.known \
-                and capture.record.raw_sha256 == prior.known_raw:
+        out["s"] = capture.same_as  # (never the placeholder: that matches the prior, "s": 1, below)
+        if prior is not None and prior.known is not None and (capture.record.extract_key, capture.same_as) == tuple(prior.known) \
+                and prior.known_raw and (capture.record.raw_sha256 or "").startswith(prior.known_raw):  # (a prefix in a task: RAW_PREFIX)
             out["s"] = 1
             del record["extract_key"], record["raw_sha256"]
     if capture.error is not None:
@@ -167,6 +198,31 @@ def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) ->
     return out
 
 
+def narrow_result(result: dict[str, Any], target: Target) -> dict[str, Any]:
+    """A result without what the sender knows: the target's id and URL (and the final URL
+    when it is that URL), and what its group says once for all (protocol, version, worker)."""
+    record = dict(result["r"])
+    if record.get("target_id") == target.id:
+        del record["target_id"]
+    if record.get("requested_url") == target.url:
+        del record["requested_url"]
+        if record.get("final_url") == target.url:
+            record["final_url"] = 1  # the same
+    return {k: v for k, v in {**result, "r": record}.items() if k not in ("p", "sig", "w")}
+
+
+def widen_result(result: dict[str, Any], target: Target) -> dict[str, Any]:
+    """narrow_result undone."""
+    if "r" not in result:
+        return result
+    record = dict(result["r"])
+    record.setdefault("target_id", target.id)
+    record.setdefault("requested_url", target.url)
+    if record.get("final_url") == 1:
+        record["final_url"] = target.url
+    return {**result, "r": record}
+
+
 def decode_capture(data: dict[str, Any], prior: Prior | None = None) -> Capture:
     from .fetch import Capture
     from .records import FetchRecord, RawPart
@@ -175,6 +231,9 @@ def decode_capture(data: dict[str, Any], prior: Prior | None = None) -> Capture:
     if data.get("s") == 1:  # the same bytes as the prior the task carried
         assert prior is not None and prior.known is not None, "a result relative to a prior needs that prior"
         fields_.update(extract_key=prior.known[0], raw_sha256=prior.known_raw)
+        data = {**data, "s": prior.known[1]}
+    elif data.get("s") == TEXT_HASH_ECHO:  # the same extraction key, other raw bytes' hash: the text hash is ours
+        assert prior is not None and prior.known is not None, "a result relative to a prior needs that prior"
         data = {**data, "s": prior.known[1]}
     record = FetchRecord(**fields_)
     error = None
@@ -197,25 +256,41 @@ def decode_capture(data: dict[str, Any], prior: Prior | None = None) -> Capture:
 # ----------------------------------------------------------------------------- Celery
 
 
+def pack(obj: Any) -> str:
+    """JSON, zlib-compressed, as base85 text (safe in JSON and in a Redis value)."""
+    return base64.b85encode(zlib.compress(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), 9)).decode("ascii")
+
+
+def unpack(text: str | bytes) -> Any:
+    return json.loads(zlib.decompress(base64.b85decode(text)))
+
+
+def _register_serializer() -> None:
+    from kombu.serialization import register
+
+    register(SERIALIZER, pack, unpack, content_type=CONTENT_TYPE, content_encoding="utf-8")
+
+
 def celery_app(broker: str, results: str, queue: str, *, visibility_timeout: float | None = None, restore_interval: float | None = None) -> Any:
-    """The Celery app both sides use (created here, never at import time)."""
+    """The Celery app both sides use (created here, never at import time). No result
+    backend: results go to the sender's reply list (Fleet, WorkerRuntime)."""
     from celery import Celery
 
-    transport: dict[str, Any] = {}
+    _register_serializer()
+    transport: dict[str, Any] = {"body_encoding": None}  # the body is base85 text already
     if visibility_timeout is not None:
         transport["visibility_timeout"] = int(max(1, visibility_timeout))
     if restore_interval is not None:
         transport["unacked_restore_interval"] = restore_interval
         transport["unacked_restore_throttle"] = 1
-    app = Celery("monitor", broker=broker, backend=results, set_as_current=False)
+    app = Celery("monitor", broker=broker, set_as_current=False)
     app.conf.update(
-        task_serializer="json", result_serializer="json", accept_content=["json"],
+        task_protocol=1, task_serializer=SERIALIZER, accept_content=[SERIALIZER, "json"], task_ignore_result=True,
         task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-        task_default_queue=queue, task_create_missing_queues=True, result_expires=900,
+        task_default_queue=queue, task_create_missing_queues=True,
         broker_transport_options=transport, broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None, worker_hijack_root_logger=False,
         worker_enable_remote_control=False, worker_send_task_events=False, task_send_sent_event=False,
-        result_backend_always_retry=True, result_backend_max_retries=30,
     )
     return app
 
@@ -282,20 +357,27 @@ class _Waiting:
 class Fleet:
     """The writer's side: sends each capture to the workers and waits for its result.
 
-    Every Celery and Redis call runs on one thread of its own (the client is not shared
-    between threads, and the event loop never blocks on the network). One collector task
-    polls the results of every waiting check in one round trip."""
+    Celery and Redis calls that send run on one thread of their own, the blocking pop of the
+    results on another (neither client is shared between threads, and the event loop never
+    blocks on the network). Checks due together go out as one task message (up to
+    BATCH_MAX, split over the live workers); one collector pops the results of them all."""
 
-    def __init__(self, settings: DistributedConfig, defaults: Defaults, *, event: Callable[..., None] | None = None, poll: float = 0.05):
+    def __init__(self, settings: DistributedConfig, defaults: Defaults, *, event: Callable[..., None] | None = None, poll: float = 0.5):
         self.settings = settings
         self.defaults = defaults
         self.queue = queue_name(settings.queue)
+        self.reply = REPLY_KEY + uuid.uuid4().hex[:12]
         self._event = event or (lambda name, **fields: log.info("%s %s", name, " ".join(f"{k}={v}" for k, v in fields.items())))
-        self._poll = poll
+        self._poll = poll  # the blocking pop's timeout
         self._io = ThreadPoolExecutor(1, thread_name_prefix="fleet")
+        self._rx = ThreadPoolExecutor(1, thread_name_prefix="fleet-results")
         self._waiting: dict[str, _Waiting] = {}
+        self._ids = itertools.count(1)
+        self._outbox: list[str] = []
+        self._outbox_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._app: Any = None
         self._redis: Any = None
         self._broker_redis: Any = None
@@ -305,6 +387,7 @@ class Fleet:
         self.taken = 0  # results taken
         self.duplicates = 0  # results for a check no longer waiting (a redelivered task's second result)
         self.skews = 0
+        self.messages = 0  # task messages sent (each carries one or more checks)
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
@@ -319,17 +402,20 @@ class Fleet:
 
         await self._call(connect)
         self._collector = asyncio.create_task(self._collect())
+        self._sender = asyncio.create_task(self._send_loop())
         return self
 
     async def close(self) -> None:
-        if self._collector is not None:
-            self._collector.cancel()
-            await asyncio.gather(self._collector, return_exceptions=True)
+        for task in (self._collector, self._sender):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for waiting in self._waiting.values():
             if not waiting.future.done():
                 waiting.future.cancel()
         self._waiting.clear()
         self._io.shutdown(wait=False, cancel_futures=True)
+        self._rx.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> Fleet:
         return await self.start()
@@ -344,35 +430,74 @@ class Fleet:
     # ------------------------------------------------------------------ sending
 
     async def capture(self, target: Target, prior: Prior) -> Capture:
-        """The capturer of a CheckContext: one task, its result decoded."""
+        """The capturer of a CheckContext: one check in the next task message, its result decoded."""
         payload = encode_task(target, prior, self.defaults)
-        task_id = uuid.uuid4().hex
+        check_id = f"{next(self._ids):x}"
         future: asyncio.Future[Capture] = asyncio.get_running_loop().create_future()
-        self._waiting[task_id] = _Waiting(target, prior, payload, future, time.monotonic())
+        self._waiting[check_id] = _Waiting(target, prior, payload, future, time.monotonic())
         try:
-            await self._send_patiently(task_id, payload, task_deadline(target))
+            self._outbox.append(check_id)
+            self._outbox_ready.set()
             self._wake.set()
             return await future
         finally:
-            self._waiting.pop(task_id, None)
+            self._waiting.pop(check_id, None)
 
-    async def _send_patiently(self, task_id: str, payload: dict[str, Any], patience: float) -> None:
-        """Send, retrying while the broker is away (a Redis restart) for up to `patience`."""
+    def batches(self, ids: list[str]) -> list[list[str]]:
+        """Checks due together, in messages: at most BATCH_MAX each, and at least one per
+        live worker, so that every worker gets a share."""
+        if not ids:
+            return []
+        size = max(1, min(BATCH_MAX, math.ceil(len(ids) / max(1, len(self._alive)))))
+        return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            await asyncio.sleep(LINGER)  # the other checks due now join this message
+            self._outbox_ready.clear()
+            ids, self._outbox = [i for i in self._outbox if i in self._waiting], []
+            for batch in self.batches(ids):
+                await self._send_patiently(batch)
+
+    async def _send_patiently(self, ids: list[str]) -> None:
+        """Send, retrying while the broker is away (a Redis restart) for up to the longest
+        deadline of the checks; past it they fail."""
         from .backoff import backoff
 
+        patience = max(task_deadline(self._waiting[i].target) for i in ids if i in self._waiting) if any(i in self._waiting for i in ids) else 0
         deadline, attempt = time.monotonic() + patience, 0
         while True:
+            ids = [i for i in ids if i in self._waiting and not self._waiting[i].future.done()]
+            if not ids:
+                return
             try:
-                await self._call(self._send, task_id, payload)
+                await self._call(self._send, ids)
+                now = time.monotonic()
+                for i in ids:
+                    self._waiting[i].sent_at = now
                 return
             except Exception as exc:
                 attempt += 1
                 if time.monotonic() > deadline:
-                    raise DistributedError(f"cannot send {payload['t']['id']} to {self.settings.broker}: {exc.__class__.__name__}: {exc}") from None
+                    error = DistributedError(f"cannot send {', '.join(self._waiting[i].target.id for i in ids)} to {self.settings.broker}: "
+                                             f"{exc.__class__.__name__}: {exc}")
+                    for i in ids:
+                        if not self._waiting[i].future.done():
+                            self._waiting[i].future.set_exception(error)
+                    return
                 await asyncio.sleep(backoff(attempt, base=0.2, cap=5.0))
 
-    def _send(self, task_id: str, payload: dict[str, Any]) -> None:
-        self._app.send_task(TASK_NAME, args=[payload], task_id=task_id, queue=self.queue, argsrepr=payload["t"]["id"], kwargsrepr="")
+    def message(self, ids: list[str]) -> dict[str, Any]:
+        """One task message's argument: the checks (id, target, prior), the politeness
+        settings and the list to push the results to."""
+        first = self._waiting[ids[0]].payload
+        checks = [[i, self._waiting[i].payload["t"], self._waiting[i].payload["prior"]] for i in ids]  # deadline: from the target
+        return {"p": PROTOCOL, "sig": first["sig"], "d": first["d"], "r": self.reply, "c": checks}
+
+    def _send(self, ids: list[str]) -> None:
+        self._app.send_task(TASK_NAME, args=[self.message(ids)], queue=self.queue)
+        self.messages += 1
 
     # ------------------------------------------------------------------ collecting
 
@@ -380,6 +505,7 @@ class Fleet:
         from .backoff import backoff
 
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
             if not self._waiting:
                 self._wake.clear()
@@ -387,22 +513,21 @@ class Fleet:
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
                 except asyncio.TimeoutError:
                     pass
-            else:
-                await asyncio.sleep(self._poll)
-            ids = [tid for tid, w in self._waiting.items() if not w.future.done()]
+                if not self._waiting:
+                    continue
             try:
-                ready, restarted = await self._call(self._fetch_results, ids)
+                ready, restarted = await loop.run_in_executor(self._rx, self._fetch_results, failures > 0)
             except Exception as exc:  # the Redis server down or restarting: retry, then resend
                 failures += 1
                 if failures == 1:
-                    self._event("broker-unreachable", error=f"{exc.__class__.__name__}: {exc}", waiting=len(ids))
+                    self._event("broker-unreachable", error=f"{exc.__class__.__name__}: {exc}", waiting=len(self._waiting))
                 await asyncio.sleep(backoff(failures, base=0.1, cap=2.0))
                 continue
             if failures:
                 self._event("broker-reachable", after_failures=failures)
                 failures = 0
-            for task_id, meta in ready:
-                self._take(task_id, meta)
+            for check_id, meta in ready:
+                self._take(check_id, meta)
             if restarted:
                 await self._resend_all("the Redis server restarted")
             await self._resend_overdue()
@@ -414,20 +539,18 @@ class Fleet:
         if not self._alive:
             return
         now = time.monotonic()
-        for task_id, waiting in list(self._waiting.items()):
+        for check_id, waiting in list(self._waiting.items()):
             lease = task_deadline(waiting.target) + DEFAULT_VISIBILITY
             if not waiting.future.done() and now - waiting.sent_at > lease:
                 self._event("resend", reason=f"no result within {lease:g}s", target=waiting.target.id)
-                await self._resend(task_id, waiting)
+                await self._resend(check_id, waiting)
 
-    def _fetch_results(self, ids: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
-        backend = self._app.backend
-        ready = list(backend.get_many(ids, interval=0, max_iterations=1)) if ids else []
-        for task_id, _ in ready:
-            backend.forget(task_id)
+    def _fetch_results(self, look_now: bool = False) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+        """Pop what the workers pushed (blocking up to the poll interval), and every few
+        seconds (at once after a failure) look for a restarted server and the live workers."""
         restarted = False
         now = time.monotonic()
-        if now - self._last_check > 1.0:
+        if look_now or now - self._last_check > RUN_ID_EVERY:  # first, before blocking: a restart during the pop is seen next time
             self._last_check = now
             clients = [c for c in (self._redis, self._broker_redis) if c is not None]
             run_ids = tuple(c.info("server")["run_id"] for c in clients)
@@ -439,10 +562,24 @@ class Fleet:
             for new in alive - self._alive:
                 self._event("worker-seen", worker=new)
             self._alive = alive
+        ready: list[tuple[str, dict[str, Any]]] = []
+        if restarted:
+            return ready, restarted
+        popped = self._redis.blpop([self.reply], timeout=self._poll)
+        while popped is not None:
+            group = unpack(popped[1])
+            for item in group["c"]:
+                check_id = item.pop("i")
+                if "x" in item:
+                    ready.append((check_id, {"status": "FAILURE", "result": item["x"]}))
+                else:
+                    ready.append((check_id, {"status": "SUCCESS", "result": {"p": group["p"], "sig": group["sig"], "w": group["w"], **item}}))
+            raw = self._redis.lpop(self.reply)
+            popped = (self.reply, raw) if raw is not None else None
         return ready, restarted
 
-    def _take(self, task_id: str, meta: dict[str, Any]) -> None:
-        waiting = self._waiting.get(task_id)
+    def _take(self, check_id: str, meta: dict[str, Any]) -> None:
+        waiting = self._waiting.get(check_id)
         if waiting is None or waiting.future.done():
             self.duplicates += 1
             return
@@ -454,25 +591,25 @@ class Fleet:
         if result.get("sig") != signature():
             self.skews += 1
             self._event("version-skew", target=waiting.target.id, worker=result.get("w"), worker_version=result.get("sig"), ours=signature())
-            asyncio.ensure_future(self._resend(task_id, waiting))  # not diffed: sent again for a matching worker
+            asyncio.ensure_future(self._resend(check_id, waiting))  # not diffed: sent again for a matching worker
             return
         self.taken += 1
-        waiting.future.set_result(decode_capture(result, waiting.prior))
+        waiting.future.set_result(decode_capture(widen_result(result, waiting.target), waiting.prior))
 
-    async def _resend(self, task_id: str, waiting: _Waiting) -> None:
+    async def _resend(self, check_id: str, waiting: _Waiting) -> None:
         waiting.sends += 1
         waiting.sent_at = time.monotonic()
         try:
-            await self._call(self._send, task_id, waiting.payload)
+            await self._call(self._send, [check_id])
         except Exception as exc:
             if not waiting.future.done():
                 waiting.future.set_exception(DistributedError(f"cannot send {waiting.target.id} to the workers: {exc}"))
 
     async def _resend_all(self, reason: str) -> None:
-        waiting = [(tid, w) for tid, w in list(self._waiting.items()) if not w.future.done()]
+        waiting = [cid for cid, w in list(self._waiting.items()) if not w.future.done()]
         self._event("resend", reason=reason, checks=len(waiting))
-        for task_id, w in waiting:
-            await self._resend(task_id, w)
+        for batch in self.batches(waiting):
+            await self._send_patiently(batch)
 
     # ------------------------------------------------------------------ workers
 

@@ -1,6 +1,7 @@
 """`monitor worker`: a Celery worker that fetches and extracts for a daemon (or a
-`monitor check`) elsewhere. It needs no database and no config file: each task carries the
-target and its prior state (monitor.distributed), and the answer goes back as the result.
+`monitor check`) elsewhere. It needs no database and no config file: each task message
+carries checks, each with its target and prior state (monitor.distributed), and the answers
+go to the sender's reply list (compressed together, a few milliseconds' worth at a time).
 
 One event loop thread per worker process holds the fetcher, so the pool's threads share one
 Chromium and one politeness gate, and the gate itself lives in Redis: the pause between two
@@ -20,7 +21,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .distributed import HEARTBEAT_SECONDS, TASK_NAME, WORKER_KEY, WORKERS_SEEN, decode_task, encode_capture, signature
+from .distributed import (
+    HEARTBEAT_SECONDS, PROTOCOL, REPLY_TTL, TASK_NAME, WORKER_KEY, WORKERS_SEEN, decode_task, encode_capture, narrow_result, pack, signature, task_deadline,
+)
 
 if TYPE_CHECKING:
     from .fetch import Capture, Fetcher, Prior
@@ -28,16 +31,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("monitor")
 
+# One sorted set per host: the holders (member: a token, score: when its lease ends) and the
+# member "~", scored with the earliest start of the next request (ZREMRANGEBYSCORE drops
+# both once past). One key keeps the two calls a fetch makes short on the wire.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local nxt = redis.call('ZSCORE', KEYS[1], '~')
+if nxt and tonumber(nxt) > now then return now - tonumber(nxt) end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -50 end
-local nxt = tonumber(redis.call('GET', KEYS[2]) or '0')
-if nxt > now then return now - nxt end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
-redis.call('SET', KEYS[2], now + tonumber(ARGV[3]), 'PX', tonumber(ARGV[3]) + 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), '~')
+redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[4]), tonumber(ARGV[3]) + 1000))
 return now
 """
 
@@ -45,11 +51,24 @@ _RELEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[1], ARGV[1])
-local nxt = tonumber(redis.call('GET', KEYS[2]) or '0')
 local later = now + tonumber(ARGV[2])
-if later > nxt then redis.call('SET', KEYS[2], later, 'PX', tonumber(ARGV[2]) + 1000) end
+local nxt = tonumber(redis.call('ZSCORE', KEYS[1], '~') or '0')
+if later > nxt then
+  redis.call('ZADD', KEYS[1], later, '~')
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) + 1000 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000) end
+end
 return now
 """
+
+
+def _function_library() -> str:
+    """The two scripts as a Redis 7 function library: FCALL names them in 2 bytes where
+    EVALSHA takes 40."""
+    body = []
+    for name, script in (("ga", _ACQUIRE), ("gr", _RELEASE)):
+        code = script.replace("KEYS[", "keys[").replace("ARGV[", "args[")
+        body.append(f"redis.register_function('{name}', function(keys, args)\n{code}\nend)")
+    return "#!lua name=mg\n" + "\n".join(body)
 
 
 class RedisHostGate:
@@ -62,19 +81,46 @@ class RedisHostGate:
         self.per_host = per_host
         self.delay = delay
         self.lease = lease
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._acquire_script = client.register_script(_ACQUIRE)
+        self._release_script = client.register_script(_RELEASE)
+        self._functions: bool | None = None  # FCALL (Redis 7+), else EVALSHA; None: not loaded yet
         self._releases: set[asyncio.Task[Any]] = set()
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        import redis.exceptions
+
+        if self._functions is None:
+            try:
+                await self.client.function_load(_function_library(), replace=True)
+                self._functions = True
+            except redis.exceptions.ResponseError:  # before Redis 7
+                self._functions = False
+        if not self._functions:
+            script = self._acquire_script if name == "ga" else self._release_script
+            return await script(keys=keys, args=args)
+        try:
+            return await self.client.fcall(name, len(keys), *keys, *args)
+        except redis.exceptions.ResponseError as exc:
+            if "function" not in str(exc).lower():
+                raise
+            self._functions = None  # a restarted server without the library: load it again
+            return await self._run(name, keys, args)
+
+    async def _acquire(self, keys: list[str], args: list[Any]) -> Any:
+        return await self._run("ga", keys, args)
+
+    async def _release(self, keys: list[str], args: list[Any]) -> Any:
+        return await self._run("gr", keys, args)
 
     @staticmethod
     def _keys(url: str) -> list[str]:
         host = (urlsplit(url).hostname or "").lower()
-        return [f"monitor:gate:{host}:holders", f"monitor:gate:{host}:next"]
+        return [f"mg:{host}"]  # short: it goes over the wire twice a fetch
 
     async def __call__(self, url: str) -> _RedisSlot:
         from .backoff import backoff
 
-        keys, token = self._keys(url), uuid.uuid4().hex
+        keys, token = self._keys(url), uuid.uuid4().hex[:10]
         failures = 0
         while True:
             try:
@@ -111,8 +157,11 @@ class WorkerRuntime:
     """What a worker process keeps between tasks: an event loop thread, the fetchers (one
     per set of politeness settings, normally one), the Redis limiter, and its heartbeat."""
 
-    def __init__(self, results_url: str, *, visibility_timeout: float, hostname: str):
+    FLUSH_AFTER = 0.2  # seconds a finished check's result waits for others to go with it
+
+    def __init__(self, results_url: str, *, visibility_timeout: float, hostname: str, concurrency: int = 4):
         self.results_url = results_url
+        self.concurrency = concurrency
         self.visibility_timeout = visibility_timeout
         self.hostname = hostname
         self.tasks = 0
@@ -124,6 +173,9 @@ class WorkerRuntime:
         self._beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         self._lock = threading.Lock()
         self._aredis: Any = None
+        self._slots: asyncio.Semaphore | None = None  # fetches at once in this worker, over every message
+        self._outgoing: dict[str, list[dict[str, Any]]] = {}  # reply list -> results not pushed yet
+        self._pushing: dict[str, asyncio.Lock] = {}  # one push at a time per reply list
 
     def start(self) -> None:
         self._thread.start()
@@ -147,18 +199,86 @@ class WorkerRuntime:
 
     # ------------------------------------------------------------------ one task
 
-    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """The task body, on a pool thread: the capture runs on the fetch loop."""
-        if payload.get("sig") != signature():
+    def run(self, message: dict[str, Any]) -> int:
+        """The task body, on a pool thread: the message's checks run on the fetch loop (at
+        most `concurrency` fetches at once in this worker); each result is pushed to the
+        sender's list as it is done, and all of them before this returns (and the message is
+        acknowledged)."""
+        future = asyncio.run_coroutine_threadsafe(self._run(message), self._loop)
+        return future.result()
+
+    async def _run(self, message: dict[str, Any]) -> int:
+        reply, checks = message["r"], message["c"]
+        if message.get("sig") != signature():
             # Routed by version, this should not happen; answer so the daemon reports the skew.
-            return {"sig": signature(), "w": self.hostname}
-        target, prior, politeness, deadline = decode_task(payload)
-        bound = min(deadline, self.visibility_timeout - 5.0)  # never outlive the broker's redelivery
-        future = asyncio.run_coroutine_threadsafe(self._capture(target, prior, politeness, bound), self._loop)
-        capture = future.result()
-        with self._lock:
-            self.tasks += 1
-        return encode_capture(capture, self.hostname, prior)
+            for check in checks:
+                self._emit(reply, {"i": check[0]})
+            await self._flush(reply)
+            return len(checks)
+        started = time.monotonic()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(check: list[Any]) -> None:
+            check_id, t, p = check[:3]
+            target, prior, politeness, _ = decode_task({"t": t, "prior": p, "d": message["d"], "deadline": 0})
+            deadline = task_deadline(target)
+            assert self._slots is not None
+            try:
+                async with self._slots:
+                    # never outlive the broker's redelivery, the wait for a slot included
+                    bound = min(deadline, self.visibility_timeout - 5.0 - (time.monotonic() - started))
+                    capture = await self._capture(target, prior, politeness, bound)
+                result = {"i": check_id, **narrow_result(encode_capture(capture, self.hostname, prior), target)}
+            except Exception as exc:
+                log.exception("check %s failed", t.get("id"))
+                result = {"i": check_id, "x": f"{exc.__class__.__name__}: {exc}"}
+            with self._lock:
+                self.tasks += 1
+            self._emit(reply, result)
+
+        await asyncio.gather(*(one(c) for c in checks))
+        await self._flush(reply)
+        return len(checks)
+
+    def _emit(self, reply: str, result: dict[str, Any]) -> None:
+        waiting = self._outgoing.setdefault(reply, [])
+        waiting.append(result)
+        if len(waiting) == 1:  # the first of a group: it goes, with whatever joins it, shortly
+            self._loop.call_later(self.FLUSH_AFTER, lambda: asyncio.ensure_future(self._flush(reply)))
+
+    async def _flush(self, reply: str) -> None:
+        """Push the results waiting for `reply` in one value; retried while Redis is away
+        (the message stays unacknowledged meanwhile, so nothing is lost)."""
+        lock = self._pushing.setdefault(reply, asyncio.Lock())
+        async with lock:  # a flush waits for one in flight: when it returns, all are pushed
+            await self._push(reply)
+
+    async def _push(self, reply: str) -> None:
+        from .backoff import backoff
+
+        failures = 0
+        while self._outgoing.get(reply):
+            results = self._outgoing.pop(reply)
+            try:
+                client = self._client()
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.rpush(reply, pack({"p": PROTOCOL, "sig": signature(), "w": self.hostname, "c": results}))
+                    pipe.expire(reply, REPLY_TTL)
+                    await pipe.execute()
+            except Exception as exc:
+                self._outgoing.setdefault(reply, [])[:0] = results
+                failures += 1
+                if failures == 1:
+                    log.warning("cannot push results (%s); retrying", exc)
+                await asyncio.sleep(backoff(failures, base=0.1, cap=2.0))
+
+    def _client(self) -> Any:
+        if self._aredis is None:
+            import redis.asyncio
+
+            self._aredis = redis.asyncio.Redis.from_url(self.results_url, socket_connect_timeout=3, socket_timeout=5)
+        return self._aredis
 
     async def _capture(self, target: Target, prior: Prior, politeness: tuple[int, float, int], bound: float) -> Capture:
         from .fetch import Capture, capture_with
@@ -180,8 +300,6 @@ class WorkerRuntime:
         if politeness not in self._fetchers:
             from dataclasses import replace
 
-            import redis.asyncio
-
             from .fetch import Fetcher
             from .targets import DEFAULTS_FIELDS, Defaults, default_value
 
@@ -189,9 +307,7 @@ class WorkerRuntime:
             base = Defaults(**{spec.name: default_value(spec) for spec in DEFAULTS_FIELDS})
             defaults = replace(base, host_concurrency=per_host, host_delay=delay, recycle_after=recycle)
             fetcher = Fetcher(defaults)
-            if self._aredis is None:
-                self._aredis = redis.asyncio.Redis.from_url(self.results_url, socket_connect_timeout=3, socket_timeout=5)
-            fetcher.gate = RedisHostGate(self._aredis, per_host, delay, lease=self.visibility_timeout)  # type: ignore[assignment]
+            fetcher.gate = RedisHostGate(self._client(), per_host, delay, lease=self.visibility_timeout)  # type: ignore[assignment]
             self._fetchers[politeness] = fetcher
         return self._fetchers[politeness]
 
@@ -226,11 +342,11 @@ def run_worker(broker: str, results: str, queue: str, *, concurrency: int, hostn
     from .distributed import celery_app, queue_name
 
     app = celery_app(broker, results, queue_name(queue), visibility_timeout=visibility_timeout, restore_interval=restore_interval)
-    runtime = WorkerRuntime(results, visibility_timeout=visibility_timeout, hostname=hostname)
+    runtime = WorkerRuntime(results, visibility_timeout=visibility_timeout, hostname=hostname, concurrency=concurrency)
 
-    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
-    def fetch_and_extract(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
-        return runtime.run(payload)
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def fetch_and_extract(self: Any, message: dict[str, Any]) -> int:
+        return runtime.run(message)
 
     runtime.start()
     try:

@@ -515,3 +515,57 @@ def test_a_pass_whose_workers_all_die_fails_within_its_timeout(redis_server: Red
     assert f"error: no worker alive on {redis_server.url} (waited 2s)" in err and "1 unfinished check not recorded" in err
     assert "Traceback" not in err
     assert rows(tmp_path / "monitor.db", "select count(*) from fetches") == [(0,)]  # nothing recorded for the unfinished check
+
+
+def test_redis_traffic_of_an_unchanged_check_is_under_1_kb(redis_server: RedisServer, workers: Workers, site: Site, tmp_path: Path) -> None:
+    """All the bytes the Redis server moves (in and out, its own counters) for a pass of
+    unchanged checks through a real worker, less the same time with no checks (heartbeats,
+    idle polling), divided by the checks: under 1 KB each."""
+    import asyncio
+    from dataclasses import replace
+
+    from monitor.check import CheckContext, run_pass
+    from monitor.distributed import Fleet
+    from monitor.fetch import Fetcher
+    from monitor.store import Store
+    from monitor.targets import load_config
+
+    n = 48
+    targets = [{"id": f"p{i}", "service": "S", "document": "privacy-policy", "url": site.set(f"/p{i}", policy(i))} for i in range(n)]
+    config_path = write_config(tmp_path, targets, defaults={"host_delay": "0s", "host_concurrency": 16})
+    config_path.write_text(config_path.read_text() + f"distributed: {{broker: '{redis_server.url}'}}\n")
+    config = load_config(config_path)
+    assert config.distributed is not None
+    config = replace(config, defaults=replace(config.defaults, concurrency=config.distributed.max_pending))
+    workers.start("w1", concurrency=4, visibility="60s")
+    client = redis_server.client()
+
+    def traffic() -> int:
+        stats = client.info("stats")
+        return int(stats["total_net_input_bytes"]) + int(stats["total_net_output_bytes"])
+
+    async def scenario() -> tuple[int, int, Any]:
+        store = Store.open(config)
+        store.sync_targets(config.targets)
+        try:
+            async with Fleet(config.distributed, config.defaults) as fleet, Fetcher(config.defaults) as fetcher:
+                await fleet.wait_for_workers(30)
+                ctx = CheckContext(config, store, fetcher, capturer=fleet.capture)
+                first = await run_pass(ctx, list(config.targets))
+                assert first.counts["first-version"] == n, first.text()
+                await asyncio.sleep(1.0)
+                before, started = traffic(), time.monotonic()
+                summary = await run_pass(ctx, list(config.targets))
+                used, elapsed = traffic() - before, time.monotonic() - started
+                await run_pass(ctx, [])  # the baseline: a pass with no checks, as long as the real one
+                before = traffic()
+                await asyncio.sleep(elapsed)
+                return used, traffic() - before, summary
+        finally:
+            store.close()
+
+    used, baseline, summary = asyncio.run(scenario())
+    assert summary.counts["unchanged"] == n, summary.text()
+    per_check = (used - baseline) / n
+    print(f"Redis bytes per unchanged check: {per_check:.0f} ({used} in the pass, {baseline} at rest as long)")
+    assert per_check < 1024, (used, baseline, per_check)
