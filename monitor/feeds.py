@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .files import write_atomic
 from .render.email import ChangeSummary, change_link
 from .render.jinja import environment
 from .render.view import DiffView, one_line
@@ -172,21 +171,6 @@ def report_atom(store: Store, config: Config, entries: Sequence[dict[str, Any]],
 # ----------------------------------------------------------------------------- writing
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part: a temporary file in the same
-    directory, flushed, then renamed over the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FeedWriter:
@@ -218,7 +202,7 @@ class FeedWriter:
         for feed in feeds:
             items = [self._entries[(r["id"], r.get("evaluation_id"))] for r in chosen[feed.key]]
             path = config.feeds.dir / feed.file
-            write_atomic(path, atom_feed(config, store_id, feed, items))
+            write_atomic(path, atom_feed(config, store_id, feed, items), mode=0o644)
             written.append(path)
         return written
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from . import chain, schema
 from .chain import GENESIS, VerifyProblem
 from .errors import InputError, StoreError
+from .files import write_atomic
 from .records import (  # noqa: F401 - the records are re-exported: callers import them from here
     Candidate,
     ChangePlan,
@@ -66,27 +65,9 @@ TEXT_SUFFIX = ".gz"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write, fsync, rename, fsync the directory: the file is whole or absent."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """A content-addressed file: written once (files.write_atomic), kept if already there."""
+    if not path.exists():
+        write_atomic(path, data)
 
 
 _FETCH_COLUMNS = (

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import difflib
 import io
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .files import write_atomic
 from .targets import Config, parse_config
 
 
@@ -42,19 +41,8 @@ class Edit:
         return "".join(lines)
 
     def write(self) -> None:
-        """Replace the file atomically (a temporary file beside it, fsynced, renamed)."""
-        fd, tmp = tempfile.mkstemp(prefix=".targets-", suffix=".yaml", dir=str(self.path.parent))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(self.new)
-                handle.flush()
-                os.fsync(handle.fileno())
-            mode = self.path.stat().st_mode & 0o777
-            os.chmod(tmp, mode)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Replace the file atomically, keeping its permissions (files.write_atomic)."""
+        write_atomic(self.path, self.new.encode("utf-8"), mode=self.path.stat().st_mode & 0o777)
 
 
 def _yaml(text: str) -> Any:

@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from .base import State, cli, config_option, echo_err, pass_state, table_console
-from .service_cmd import confirm_edit
 
 
 @cli.command("targets")
