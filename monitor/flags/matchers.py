@@ -28,7 +28,7 @@ class Context:
 
     def __init__(self, text: str, section: str | None = None, *, prefilter: bool = True):
         self.text = Text(text)
-        self._section_markdown = section
+        self.section_markdown = section  # the heading path and the paragraph before, as given
         self.prefilter = prefilter
         self._memo: dict[Matcher, list[Span]] = {}
         self._possible: dict[Matcher, bool] = {}
@@ -38,7 +38,7 @@ class Context:
     def section(self) -> Text | None:
         """The heading path and the paragraph before, prepared only when a `section` test runs
         (most clauses stop at a gate before any does)."""
-        return Text(self._section_markdown) if self._section_markdown else None
+        return Text(self.section_markdown) if self.section_markdown else None
 
     def spans(self, node: Matcher) -> list[Span]:
         found = self._memo.get(node)

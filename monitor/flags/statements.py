@@ -213,7 +213,7 @@ def _answers(rules: RuleSet, ctx: Context, own: str | None) -> tuple[list[Statem
     them publicly" is a yes with a condition), denied by a no. The statements and the index of
     the answering sentence each belongs to."""
     text = ctx.text
-    asked_before = _question_before(ctx._section_markdown)
+    asked_before = _question_before(ctx.section_markdown)
     if asked_before is None and "?" not in text.folded:
         return [], []  # most clauses: no question to answer (and no sentence split needed)
     out: list[Statement] = []
