@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import math
@@ -67,8 +68,10 @@ REPLY_KEY = "monitor:r:"  # + the sender's id: the list a worker pushes its resu
 REPLY_TTL = 900  # seconds a reply list outlives its last push (a sender gone for good)
 BATCH_MAX = 32  # checks in one task message at most
 LINGER = 0.02  # seconds the sender waits for more checks due at the same time
+GATHER = 0.25  # seconds a message may wait to fill while other checks are at the workers
 RUN_ID_EVERY = 5.0  # seconds between two looks at the Redis server's run_id (a restart)
 RAW_PREFIX = 12  # hex digits of the last raw sha256 a plain HTTP task carries
+KEY_PREFIX = 16  # hex digits of the last extraction key a task carries
 TEXT_HASH_ECHO = "="  # in a task instead of the last text sha256 the worker only echoes back
 
 
@@ -102,7 +105,7 @@ def task_deadline(target: Target) -> float:
 # ----------------------------------------------------------------------------- the wire
 
 _TARGET_DEFAULTS: dict[str, Any] | None = None
-_SKIP = ("schedule", "tags", "alerts_to", "enabled", "service", "document")  # what a fetch does not use
+_SKIP = ("schedule", "tags", "alerts_to", "enabled", "service", "document", "confirm_delay", "discover")  # what a fetch does not use
 
 
 def _target_defaults() -> dict[str, Any]:
@@ -123,10 +126,11 @@ def encode_task(target: Target, prior: Prior, defaults: Defaults) -> dict[str, A
     t = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items() if k in ("id", "urls") or v != base[k]}
     p: dict[str, Any] = {k: v for k, v in asdict(prior).items() if v is not None and k != "validators"}
     if prior.known is not None and target.screenshot != "true":
-        # The worker compares the extraction key; the text hash it only sends back when the
-        # key matches (same_as), and the writer has it: a placeholder goes instead (fetch
-        # compares the text hash itself only for screenshot: true).
-        p["known"] = [prior.known[0], TEXT_HASH_ECHO]
+        # The worker compares the extraction key (its first KEY_PREFIX digits: the worker
+        # only answers "the same", and the writer has the whole key); the text hash it only
+        # sends back when the key matches (same_as), and the writer has it: a placeholder goes
+        # instead (fetch compares the text hash itself only for screenshot: true).
+        p["known"] = [prior.known[0][:KEY_PREFIX], TEXT_HASH_ECHO]
         if prior.known_raw is not None and target.engine == "http":
             # Over plain HTTP the raw hash is only sent back (a 304, or the same bytes): its
             # first RAW_PREFIX digits, for the worker to check its answer "the same" against.
@@ -177,14 +181,17 @@ def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) ->
     """A capture as the task's result. Unchanged bytes (no document) carry no pages, and
     what the writer sent in the task (extraction key, raw and text hashes) is not sent back:
     `"s": 1` says "the same as you said"."""
+    from .fetch.model import same_key
+
     record = {k: v for k, v in asdict(capture.record).items() if v is not None}
     out: dict[str, Any] = {"p": PROTOCOL, "sig": signature(), "w": worker, "r": record}
     if capture.engine_choice:
         out["c"] = capture.engine_choice
     if capture.same_as:
         out["s"] = capture.same_as  # (never the placeholder: that matches the prior, "s": 1, below)
-        if prior is not None and prior.known is not None and (capture.record.extract_key, capture.same_as) == tuple(prior.known) \
-                and prior.known_raw and (capture.record.raw_sha256 or "").startswith(prior.known_raw):  # (a prefix in a task: RAW_PREFIX)
+        if prior is not None and prior.known is not None and capture.same_as == prior.known[1] \
+                and same_key(prior.known[0], capture.record.extract_key or "") \
+                and prior.known_raw and (capture.record.raw_sha256 or "").startswith(prior.known_raw):  # (prefixes in a task)
             out["s"] = 1
             del record["extract_key"], record["raw_sha256"]
     if capture.error is not None:
@@ -451,10 +458,27 @@ class Fleet:
         size = max(1, min(BATCH_MAX, math.ceil(len(ids) / max(1, len(self._alive)))))
         return [ids[i:i + size] for i in range(0, len(ids), size)]
 
+    @property
+    def fill(self) -> int:
+        """Checks a message waits for while others are still at the workers: a message's
+        envelope (about 500 bytes, stored three times over by kombu) is then shared by many."""
+        return max(1, min(BATCH_MAX, self.settings.max_pending // 4))
+
+    def _in_flight(self) -> int:
+        return len(self._waiting) - sum(1 for i in self._outbox if i in self._waiting)
+
     async def _send_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._outbox_ready.wait()
             await asyncio.sleep(LINGER)  # the other checks due now join this message
+            # Workers still busy with earlier checks: this message can wait (up to GATHER)
+            # for the checks their results will make due. Idle workers: it goes at once.
+            until = loop.time() + GATHER
+            while self._in_flight() > 0 and len(self._outbox) < self.fill and loop.time() < until:
+                self._outbox_ready.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._outbox_ready.wait(), until - loop.time())
             self._outbox_ready.clear()
             ids, self._outbox = [i for i in self._outbox if i in self._waiting], []
             for batch in self.batches(ids):
@@ -572,6 +596,8 @@ class Fleet:
                 check_id = item.pop("i")
                 if "x" in item:
                     ready.append((check_id, {"status": "FAILURE", "result": item["x"]}))
+                elif "l" in item:  # not started: too little of the worker's bound was left
+                    ready.append((check_id, {"status": "LATER", "worker": group["w"]}))
                 else:
                     ready.append((check_id, {"status": "SUCCESS", "result": {"p": group["p"], "sig": group["sig"], "w": group["w"], **item}}))
             raw = self._redis.lpop(self.reply)
@@ -582,6 +608,10 @@ class Fleet:
         waiting = self._waiting.get(check_id)
         if waiting is None or waiting.future.done():
             self.duplicates += 1
+            return
+        if meta.get("status") == "LATER":
+            self._event("resend", reason=f"{meta['worker']} had too little time left to start it", target=waiting.target.id)
+            asyncio.ensure_future(self._resend(check_id, waiting))
             return
         if meta.get("status") != "SUCCESS":
             result = meta.get("result")

@@ -226,10 +226,14 @@ class WorkerRuntime:
             assert self._slots is not None
             try:
                 async with self._slots:
-                    # never outlive the broker's redelivery, the wait for a slot included
-                    bound = min(deadline, self.visibility_timeout - 5.0 - (time.monotonic() - started))
-                    capture = await self._capture(target, prior, politeness, bound)
-                result = {"i": check_id, **narrow_result(encode_capture(capture, self.hostname, prior), target)}
+                    # never outlive the broker's redelivery, the wait for a slot included; a
+                    # check left too little of it goes back to the sender, to be sent again
+                    left = self.visibility_timeout - 5.0 - (time.monotonic() - started)
+                    if left < min(deadline, target.timeout, (self.visibility_timeout - 5.0) / 2):
+                        result = {"i": check_id, "l": 1}
+                    else:
+                        capture = await self._capture(target, prior, politeness, min(deadline, left))
+                        result = {"i": check_id, **narrow_result(encode_capture(capture, self.hostname, prior), target)}
             except Exception as exc:
                 log.exception("check %s failed", t.get("id"))
                 result = {"i": check_id, "x": f"{exc.__class__.__name__}: {exc}"}

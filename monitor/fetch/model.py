@@ -128,3 +128,9 @@ class Prior:
     known: tuple[str, str] | None = None
     validators: Validators | None = None
     known_raw: str | None = None
+
+
+def same_key(known: str | None, key: str) -> bool:
+    """Is `key` the known extraction key? A distributed task carries only its first digits
+    (monitor.distributed.KEY_PREFIX); a local check has it whole."""
+    return bool(known) and len(known) >= 16 and key.startswith(known)  # type: ignore[arg-type]
