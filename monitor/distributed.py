@@ -68,9 +68,9 @@ REPLY_KEY = "monitor:r:"  # + the sender's id: the list a worker pushes its resu
 REPLY_TTL = 900  # seconds a reply list outlives its last push (a sender gone for good)
 BATCH_MAX = 32  # checks in one task message at most
 LINGER = 0.02  # seconds the sender waits for more checks due at the same time
-GATHER = 0.25  # seconds a message may wait to fill while other checks are at the workers
+GATHER = 1.0  # seconds a message may wait to fill while other checks are at the workers
 RUN_ID_EVERY = 5.0  # seconds between two looks at the Redis server's run_id (a restart)
-RAW_PREFIX = 12  # hex digits of the last raw sha256 a plain HTTP task carries
+RAW_PREFIX = 16  # hex digits of the last raw sha256 a task carries
 KEY_PREFIX = 16  # hex digits of the last extraction key a task carries
 TEXT_HASH_ECHO = "="  # in a task instead of the last text sha256 the worker only echoes back
 
@@ -131,10 +131,9 @@ def encode_task(target: Target, prior: Prior, defaults: Defaults) -> dict[str, A
         # sends back when the key matches (same_as), and the writer has it: a placeholder goes
         # instead (fetch compares the text hash itself only for screenshot: true).
         p["known"] = [prior.known[0][:KEY_PREFIX], TEXT_HASH_ECHO]
-        if prior.known_raw is not None and target.engine == "http":
-            # Over plain HTTP the raw hash is only sent back (a 304, or the same bytes): its
-            # first RAW_PREFIX digits, for the worker to check its answer "the same" against.
-            # The browser needs it whole (no screenshot of the same page again).
+        if prior.known_raw is not None:
+            # The raw hash is only sent back (a 304, the same bytes) or compared (no
+            # screenshot of the same page again): its first RAW_PREFIX digits do.
             p["known_raw"] = prior.known_raw[:RAW_PREFIX]
     if prior.validators is not None:
         p["validators"] = [prior.validators.etag, prior.validators.last_modified, prior.validators.final_url, prior.validators.content_type]
@@ -181,7 +180,7 @@ def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) ->
     """A capture as the task's result. Unchanged bytes (no document) carry no pages, and
     what the writer sent in the task (extraction key, raw and text hashes) is not sent back:
     `"s": 1` says "the same as you said"."""
-    from .fetch.model import same_key
+    from .fetch.model import same_digest
 
     record = {k: v for k, v in asdict(capture.record).items() if v is not None}
     out: dict[str, Any] = {"p": PROTOCOL, "sig": signature(), "w": worker, "r": record}
@@ -190,7 +189,7 @@ def encode_capture(capture: Capture, worker: str, prior: Prior | None = None) ->
     if capture.same_as:
         out["s"] = capture.same_as  # (never the placeholder: that matches the prior, "s": 1, below)
         if prior is not None and prior.known is not None and capture.same_as == prior.known[1] \
-                and same_key(prior.known[0], capture.record.extract_key or "") \
+                and same_digest(prior.known[0], capture.record.extract_key or "") \
                 and prior.known_raw and (capture.record.raw_sha256 or "").startswith(prior.known_raw):  # (prefixes in a task)
             out["s"] = 1
             del record["extract_key"], record["raw_sha256"]
@@ -340,7 +339,16 @@ def workers(results_url: str, *, client: Any = None) -> list[WorkerInfo]:
 
 
 def queue_depth(broker: str, queue: str, *, client: Any = None) -> int | None:
-    """Messages waiting in the queue (Redis brokers: the list and its priority lists)."""
+    """Messages waiting in the queue (Redis brokers: the list and its priority lists; AMQP:
+    the queue's ready messages, None when it does not exist yet)."""
+    if broker.startswith(("amqp://", "amqps://", "pyamqp://")):
+        from kombu import Connection
+
+        try:
+            with Connection(broker, connect_timeout=5) as conn:
+                return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+        except Exception:  # noqa: BLE001 - not declared yet (no worker ever consumed it) or unreachable
+            return None
     if not broker.startswith(("redis://", "rediss://")):
         return None
     client = client or redis_client(broker)
@@ -474,14 +482,16 @@ class Fleet:
             await asyncio.sleep(LINGER)  # the other checks due now join this message
             # Workers still busy with earlier checks: this message can wait (up to GATHER)
             # for the checks their results will make due. Idle workers: it goes at once.
-            until = loop.time() + GATHER
+            until, busy = loop.time() + GATHER, self._in_flight() > 0
             while self._in_flight() > 0 and len(self._outbox) < self.fill and loop.time() < until:
                 self._outbox_ready.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._outbox_ready.wait(), until - loop.time())
             self._outbox_ready.clear()
             ids, self._outbox = [i for i in self._outbox if i in self._waiting], []
-            for batch in self.batches(ids):
+            # to busy workers in full messages (whichever is free first takes the next); to
+            # idle ones spread, a share each
+            for batch in (self.batches(ids) if not busy else [ids[i:i + BATCH_MAX] for i in range(0, len(ids), BATCH_MAX)]):
                 await self._send_patiently(batch)
 
     async def _send_patiently(self, ids: list[str]) -> None:

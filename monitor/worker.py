@@ -47,15 +47,20 @@ redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[4]), tonumber(ARGV[3]) + 1
 return now
 """
 
+# Releases go together (RELEASE_AFTER): KEYS are the hosts, ARGV[1] the delay, then per
+# host its holder's token and how many milliseconds ago that holder finished.
 _RELEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREM', KEYS[1], ARGV[1])
-local later = now + tonumber(ARGV[2])
-local nxt = tonumber(redis.call('ZSCORE', KEYS[1], '~') or '0')
-if later > nxt then
-  redis.call('ZADD', KEYS[1], later, '~')
-  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) + 1000 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000) end
+local delay = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[2 * i])
+  local later = now - tonumber(ARGV[2 * i + 1]) + delay
+  local nxt = tonumber(redis.call('ZSCORE', KEYS[i], '~') or '0')
+  if later > nxt then
+    redis.call('ZADD', KEYS[i], later, '~')
+    if redis.call('PTTL', KEYS[i]) < delay + 1000 then redis.call('PEXPIRE', KEYS[i], delay + 1000) end
+  end
 end
 return now
 """
@@ -66,7 +71,7 @@ def _function_library() -> str:
     EVALSHA takes 40."""
     body = []
     for name, script in (("ga", _ACQUIRE), ("gr", _RELEASE)):
-        code = script.replace("KEYS[", "keys[").replace("ARGV[", "args[")
+        code = script.replace("KEYS", "keys").replace("ARGV", "args")
         body.append(f"redis.register_function('{name}', function(keys, args)\n{code}\nend)")
     return "#!lua name=mg\n" + "\n".join(body)
 
@@ -75,6 +80,8 @@ class RedisHostGate:
     """fetch.HostGate's rule (at most N requests at once per host; the next starts at least
     `delay` after the previous started and finished), kept in Redis for the whole fleet. A
     holder that dies frees its place after `lease` seconds."""
+
+    RELEASE_AFTER = 0.05  # seconds a freed place waits for others to be freed with it
 
     def __init__(self, client: Any, per_host: int, delay: float, lease: float):
         self.client = client
@@ -85,6 +92,7 @@ class RedisHostGate:
         self._release_script = client.register_script(_RELEASE)
         self._functions: bool | None = None  # FCALL (Redis 7+), else EVALSHA; None: not loaded yet
         self._releases: set[asyncio.Task[Any]] = set()
+        self._released: list[tuple[str, str, float]] = []  # (key, token, when) not sent yet
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         import redis.exceptions
@@ -136,13 +144,29 @@ class RedisHostGate:
             await asyncio.sleep(-answer / 1000)
 
     def release(self, keys: list[str], token: str) -> None:
+        """Free the place, within RELEASE_AFTER, together with the others freed meanwhile
+        (one call instead of one per fetch; the pause is counted from this moment)."""
+        self._released.append((keys[0], token, time.monotonic()))
+        if len(self._released) == 1:
+            asyncio.get_running_loop().call_later(self.RELEASE_AFTER, self.flush)
+
+    def flush(self) -> asyncio.Task[Any] | None:
+        released, self._released = self._released, []
+        if not released:
+            return None
+
         async def run() -> None:
-            with contextlib.suppress(Exception):  # the lease frees it anyway
-                await self._release(keys=keys, args=[token, int(self.delay * 1000)])
+            now = time.monotonic()
+            args: list[Any] = [int(self.delay * 1000)]
+            for _, token, at in released:
+                args += [token, int((now - at) * 1000)]
+            with contextlib.suppress(Exception):  # the lease frees them anyway
+                await self._release(keys=[key for key, _, _ in released], args=args)
 
         task = asyncio.ensure_future(run())
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
+        return task
 
 
 class _RedisSlot:
@@ -157,7 +181,7 @@ class WorkerRuntime:
     """What a worker process keeps between tasks: an event loop thread, the fetchers (one
     per set of politeness settings, normally one), the Redis limiter, and its heartbeat."""
 
-    FLUSH_AFTER = 0.2  # seconds a finished check's result waits for others to go with it
+    FLUSH_AFTER = 1.0  # seconds a finished check's result waits for others to go with it (a message's last goes at once)
 
     def __init__(self, results_url: str, *, visibility_timeout: float, hostname: str, concurrency: int = 4):
         self.results_url = results_url
@@ -176,6 +200,7 @@ class WorkerRuntime:
         self._slots: asyncio.Semaphore | None = None  # fetches at once in this worker, over every message
         self._outgoing: dict[str, list[dict[str, Any]]] = {}  # reply list -> results not pushed yet
         self._pushing: dict[str, asyncio.Lock] = {}  # one push at a time per reply list
+        self._flush_due: dict[str, asyncio.TimerHandle] = {}  # reply list -> its pending timed push
 
     def start(self) -> None:
         self._thread.start()
@@ -186,7 +211,10 @@ class WorkerRuntime:
 
         async def close() -> None:
             for fetcher in self._fetchers.values():
+                released = fetcher.gate.flush() if isinstance(fetcher.gate, RedisHostGate) else None
                 with contextlib.suppress(Exception):
+                    if released is not None:
+                        await released  # places freed just now are not left to their lease
                     await fetcher.close()
 
         with contextlib.suppress(Exception):
@@ -246,10 +274,13 @@ class WorkerRuntime:
         return len(checks)
 
     def _emit(self, reply: str, result: dict[str, Any]) -> None:
-        waiting = self._outgoing.setdefault(reply, [])
-        waiting.append(result)
-        if len(waiting) == 1:  # the first of a group: it goes, with whatever joins it, shortly
-            self._loop.call_later(self.FLUSH_AFTER, lambda: asyncio.ensure_future(self._flush(reply)))
+        self._outgoing.setdefault(reply, []).append(result)
+        if reply not in self._flush_due:  # the first of a group: it goes, with whatever joins it, shortly
+            def due() -> None:
+                del self._flush_due[reply]
+                asyncio.ensure_future(self._flush(reply))
+
+            self._flush_due[reply] = self._loop.call_later(self.FLUSH_AFTER, due)
 
     async def _flush(self, reply: str) -> None:
         """Push the results waiting for `reply` in one value; retried while Redis is away
@@ -261,17 +292,19 @@ class WorkerRuntime:
     async def _push(self, reply: str) -> None:
         from .backoff import backoff
 
+        # What is waiting now goes, once: results that arrive meanwhile wait for their own
+        # group's turn (pushing again at once would send them one or two at a time).
+        results = self._outgoing.pop(reply, None)
         failures = 0
-        while self._outgoing.get(reply):
-            results = self._outgoing.pop(reply)
+        while results:
             try:
                 client = self._client()
                 async with client.pipeline(transaction=False) as pipe:
                     pipe.rpush(reply, pack({"p": PROTOCOL, "sig": signature(), "w": self.hostname, "c": results}))
                     pipe.expire(reply, REPLY_TTL)
                     await pipe.execute()
+                return
             except Exception as exc:
-                self._outgoing.setdefault(reply, [])[:0] = results
                 failures += 1
                 if failures == 1:
                     log.warning("cannot push results (%s); retrying", exc)

@@ -104,6 +104,87 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+@dataclass
+class RabbitServer:
+    """A RabbitMQ node of its own (ports, name, data and logs in a temp dir)."""
+
+    binary: str
+    directory: Path
+    port: int = field(default_factory=free_port)
+    dist_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def env(self) -> dict[str, str]:
+        d = self.directory
+        return {**os.environ, "HOME": str(d), "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_NODENAME": f"monitor{self.port}@localhost", "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(d / "log"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "plugins"),
+                "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq"), "RABBITMQ_FEATURE_FLAGS_FILE": str(d / "feature_flags")}
+
+    def _answers(self) -> bool:
+        from kombu import Connection
+
+        try:
+            with Connection(self.url, connect_timeout=1) as conn:
+                conn.connect()
+            return True
+        except Exception:
+            return False
+
+    def start(self) -> None:
+        for sub in ("mnesia", "log"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # the server script drops root for its own user, which must own the dirs
+            subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.directory)], check=False)
+        log = open(self.directory / "rabbitmq.out", "ab")  # noqa: SIM115 - handed to the process
+        self.proc = subprocess.Popen([self.binary], env=self.env, cwd=str(self.directory), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started = wait_for(lambda: self._answers() or self.proc.poll() is not None, timeout=120, interval=0.5) and self.proc.poll() is None
+        assert started, f"rabbitmq-server did not answer on port {self.port}: " + (self.directory / "rabbitmq.out").read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+        subprocess.run([ctl, "-n", f"monitor{self.port}@localhost", "stop"], env=self.env, capture_output=True, timeout=60, check=False)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        self.proc = None
+
+
+def rabbitmq_binary() -> str:
+    found = shutil.which("rabbitmq-server") or ("/usr/sbin/rabbitmq-server" if os.path.exists("/usr/sbin/rabbitmq-server") else None)
+    if found:
+        return found
+    message = "rabbitmq-server is not installed; `make test` installs it (apt-get install -y rabbitmq-server)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " - under CI=true this test never skips")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def rabbitmq_server() -> Iterator[RabbitServer]:
+    # not under tmp_path: as root the server runs as its own user, who cannot enter pytest's
+    # private temp dirs
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="monitor-rabbitmq-"))
+    server = RabbitServer(rabbitmq_binary(), directory)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 # ----------------------------------------------------------------------------- real workers
 
 
@@ -114,11 +195,12 @@ class Workers:
         self.redis = redis
         self.directory = directory
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.broker = redis.url  # or another broker (RabbitMQ), results staying in this Redis
 
     def start(self, name: str, *, concurrency: int = 2, visibility: str = "8s") -> subprocess.Popen[bytes]:
         log = open(self.directory / f"{name}.log", "ab")  # noqa: SIM115 - handed to the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "worker", "--broker", self.redis.url, "--name", name, "--concurrency", str(concurrency),
+            [sys.executable, "-m", "monitor", "worker", "--broker", self.broker, "--results", self.redis.url, "--name", name, "--concurrency", str(concurrency),
              "--visibility-timeout", visibility, "--restore-interval", "1s", "--loglevel", "INFO"],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=str(self.directory),
         )
@@ -569,3 +651,58 @@ def test_redis_traffic_of_an_unchanged_check_is_under_1_kb(redis_server: RedisSe
     per_check = (used - baseline) / n
     print(f"Redis bytes per unchanged check: {per_check:.0f} ({used} in the pass, {baseline} at rest as long)")
     assert per_check < 1024, (used, baseline, per_check)
+
+
+def test_rabbitmq_is_a_broker_by_its_url_and_requeues_a_killed_workers_task(
+        rabbitmq_server: RabbitServer, redis_server: RedisServer, workers: Workers, site: Site, tmp_path: Path) -> None:
+    """The same workers and daemon on RabbitMQ (results, heartbeats and the host limiter stay
+    in Redis): only the URL changes. RabbitMQ gives a dead consumer's unacknowledged message
+    to another at once, so a worker killed mid-fetch costs no visibility timeout."""
+    release = threading.Event()
+    requests: list[float] = []
+
+    def slow() -> str:
+        requests.append(time.monotonic())
+        if len(requests) == 1:
+            release.wait(60)  # the first fetch hangs until its worker is killed
+        return policy(99)
+
+    n = 4
+    targets = [{"id": f"p{i}", "service": "S", "document": "privacy-policy", "url": site.set(f"/p{i}", policy(i))} for i in range(n)]
+    slow_site = Site()  # a server of its own: only the worker fetching it holds a connection there
+    targets.append({"id": "slow", "service": "S", "document": "privacy-policy", "url": slow_site.set("/slow", slow)})
+    config = write_config(tmp_path, targets, defaults={"timeout": "6s", "retries": 0})
+    config.write_text(config.read_text() + f"distributed: {{broker: '{rabbitmq_server.url}', results: '{redis_server.url}'}}\n")
+    workers.broker = rabbitmq_server.url
+    workers.start("w1", concurrency=2, visibility="10m")  # RabbitMQ needs no visibility timeout: none may pass
+    workers.start("w2", concurrency=2, visibility="10m")
+    check = subprocess.Popen([sys.executable, "-m", "monitor", "-v", "--config", str(config), "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: len(requests) == 1, timeout=60)
+        victim: str | None = None
+
+        def found() -> bool:
+            nonlocal victim
+            victim = _connected_worker(workers, slow_site.port)
+            return victim is not None
+
+        assert wait_for(found, timeout=20)
+        assert victim is not None
+        workers.procs[victim].send_signal(signal.SIGKILL)
+        workers.procs[victim].wait(10)
+        out, err = check.communicate(timeout=90)
+    finally:
+        release.set()
+        if check.poll() is None:
+            check.kill()
+        slow_site.close()
+    assert check.returncode == 0, err
+    assert f"checked {n + 1}, new version {n + 1}, unchanged 0, failed 0" in out, out
+    assert len(requests) == 2  # the hung fetch, then the other worker's
+    db = tmp_path / "monitor.db"
+    assert rows(db, "select count(distinct target_id), count(*) from versions") == [(n + 1, n + 1)]
+    assert rows(db, "select outcome, count(*) from fetches group by outcome") == [("new-version", n + 1)]
+    assert wait_for(lambda: redis_server.client().exists(f"monitor:worker:{victim}") == 0, timeout=20)
+    status = run_cli("--config", str(config), "status")
+    assert status.code == 0
+    assert "workers: 1 alive on amqp://" in status.out and ": 0 waiting" in status.out, status.out

@@ -20,7 +20,7 @@ from ..extract import load_data
 from ..store import Exchange, Shot, sha256_bytes, utcnow
 from .classify import _status_error, looks_like_bot_wall
 from .engines import Engine, engine
-from .model import NO_SHOTS, TEXT_TYPES, Page, ShotPolicy, Validators, _too_large
+from .model import NO_SHOTS, TEXT_TYPES, Page, ShotPolicy, Validators, _too_large, same_digest
 from .sites import _left_site, same_site
 from .watch import _Watch
 
@@ -244,7 +244,7 @@ class BrowserEngine(Engine):
             raise _left_site(url, final_url, status)
         exchange = await self._exchange(response, url, started)
         taken: tuple[Shot, ...] = ()
-        if shots.take and (shots.unless_sha is None or sha256_bytes(body) != shots.unless_sha):
+        if shots.take and (shots.unless_sha is None or not same_digest(shots.unless_sha, sha256_bytes(body))):
             taken = await self._screenshots(watch.session, url)
         return Page(
             url=url, final_url=final_url, status=status, body=body,

@@ -20,7 +20,7 @@ from .browser import BrowserEngine
 from .classify import check_block_page, needs_javascript
 from .engines import ENGINES, Engine
 from .gate import HostGate
-from .model import NO_SHOTS, Capture, Limits, Page, Prior, ShotPolicy, Validators, same_key
+from .model import NO_SHOTS, Capture, Limits, Page, Prior, ShotPolicy, Validators, same_digest
 
 if TYPE_CHECKING:
     from ..targets import Defaults, Target
@@ -212,14 +212,14 @@ async def _fetch_and_extract(
     if chosen != "auto":
         pages = fetched or [await fetcher.get(url, target, chosen, shots=shots) for url in target.urls]
         key = extraction_key(target, pages)
-        if known and same_key(known[0], key):
+        if known and same_digest(known[0], key):
             return None, pages, chosen, key
         return _extract_checked(target, pages, previous_length), pages, chosen, key
     # auto: plain HTTP first; the browser when the page needs it.
     try:
         pages = fetched or [await fetcher.get(url, target, "http") for url in target.urls]
         key = extraction_key(target, pages)
-        if known and same_key(known[0], key):
+        if known and same_digest(known[0], key):
             return None, pages, "http", key  # the same bytes that HTTP gave last time, and sufficed
         document = _extract_checked(target, pages, previous_length)
         if not _needs_browser(pages, document):

@@ -130,7 +130,8 @@ class Prior:
     known_raw: str | None = None
 
 
-def same_key(known: str | None, key: str) -> bool:
-    """Is `key` the known extraction key? A distributed task carries only its first digits
-    (monitor.distributed.KEY_PREFIX); a local check has it whole."""
-    return bool(known) and len(known) >= 16 and key.startswith(known)  # type: ignore[arg-type]
+def same_digest(known: str | None, digest: str) -> bool:
+    """Is `digest` (an extraction key, a raw sha256) the known one? A distributed task
+    carries only the first 16 digits of each (monitor.distributed); a local check has them
+    whole."""
+    return bool(known) and len(known) >= 16 and digest.startswith(known)  # type: ignore[arg-type]
