@@ -145,6 +145,7 @@ def diff_statements(
     facets did not change."""
     flags: list[tuple[Flag, int]] = []
     reworded: list[Rewording] = []
+    news = _join_split_sentences(olds, news)
     pairs = _pair(olds, news)
     paired_old = {id(o) for o, _ in pairs}
     paired_new = {id(n) for _, n in pairs}
@@ -173,6 +174,58 @@ def diff_statements(
             if n.signature not in standing:
                 flags.append((_flag(n, *_added(n, kept, before=before(n.clause, 1) if before else ()), "new"), n.clause))
     return StatementDiff(flags, reworded)
+
+
+SPLIT_PART = 0.8  # share of a piece's content words that stand in the old sentence
+SPLIT_COVER = 0.6  # share of the old sentence's content words the pieces say again
+
+
+def _content(words: Sequence[str]) -> set[str]:
+    return {_stem(w) for w in words if len(w) >= _MIN_CONTENT and w not in _FUNCTION}
+
+
+def _stands(word: str, words: set[str]) -> bool:
+    """The word, or an inflection of it ("private" / "privaten"), is among `words`."""
+    return word in words or (len(word) >= 5 and any(w.startswith(word[:5]) for w in words))
+
+
+def _join_split_sentences(olds: Sequence[Statement], news: Sequence[Statement]) -> list[Statement]:
+    """One sentence cut in two or more ("We use public posts to train AI, and we do not use
+    private messages for it." -> "... to train AI. Private messages are not used for it.", or
+    list items under a line that ends in a colon) says what it said: pieces of one category,
+    each made of the old sentence's words and together most of them, are read as one statement
+    (their facets joined) before pairing. One piece alone is an edit, not a split."""
+    out = list(news)
+    for o in olds:
+        whole = _content(o.words)
+        if len(whole) < 4:
+            continue
+        pieces = []
+        for n in out:
+            if n.category != o.category or abs(n.clause - o.clause) > 3 or len(n.words) >= len(o.words):
+                continue
+            part = _content(n.words)
+            if len(part) >= 2 and sum(_stands(w, whole) for w in part) >= SPLIT_PART * len(part):
+                pieces.append(n)
+        pieces = [n for n in pieces if n.polarity == o.polarity or not any(m.key == n.key and m.polarity == o.polarity for m in pieces)]
+        if len({n.key for n in pieces}) != len(pieces) or len(pieces) < 2:
+            continue  # a sentence read twice is one piece, not a split
+        if len(whole & set().union(*(_content(n.words) for n in pieces))) < SPLIT_COVER * len(whole):
+            continue
+        first = next((n for n in pieces if n.polarity == o.polarity), pieces[0])
+        joined = replace(
+            first,
+            key=" ".join(n.key for n in pieces),
+            sentence=" ".join(n.sentence for n in pieces),
+            actors=frozenset().union(*(n.actors for n in pieces)),
+            data=frozenset().union(*(n.data for n in pieces)),
+            models=frozenset().union(*(n.models for n in pieces)),
+            limits=frozenset().union(*(n.limits for n in pieces)),
+            qualifiers=frozenset().union(*(n.qualifiers for n in pieces)),
+            around=frozenset().union(*(n.around for n in pieces)),
+        )
+        out = [joined if n is first else n for n in out if n is first or all(n is not p for p in pieces)]
+    return out
 
 
 def _added(

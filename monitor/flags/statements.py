@@ -303,7 +303,7 @@ def _list_intro_facets(rules: RuleSet, ctx: Context, language: str) -> dict[str,
     if not intro:
         return {}
     found = _facets(rules, Context(intro), language, 0, len(intro))
-    return {kind: found[kind] for kind in ("actor", "data", "limit")}
+    return {kind: found[kind] for kind in ("actor", "data", "limit", "qualifier")}
 
 
 def _modality(found: set[str]) -> str:
