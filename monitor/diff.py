@@ -330,11 +330,22 @@ def flag_changes(rules: RuleSet, old: Document, new: Document, changes: Sequence
         rules, old, new, [(c.old, c.new, c.section or None) for c in read], service=service, contexts=contexts
     )
     for flag, index in result.flags:
+        if set(flag.changes or (flag.change,)) <= {"added", "removed"} and _only_headings(read[index], old, new):
+            continue  # a heading alone states no use; it may only condition one ("... (EU only)")
         read[index].flags.append(flag)
     for change in read:
         change.flags = sort_flags(change.flags)
     for rewording in result.reworded:
         read[rewording.clause].reworded.append(rewording.to_dict())
+
+
+def _only_headings(change: Change, old: Document, new: Document) -> bool:
+    """Whether every side of a change is a heading: a heading alone states no use (it is the
+    section path of the clauses under it, which are read with it), though an edit of it may
+    change a condition it names."""
+    sides = [(old, change.old_index), (new, change.new_index)]
+    present = [doc.clauses[i] for doc, i in sides if i is not None and 0 <= i < len(doc.clauses)]
+    return bool(present) and all(c.kind == "heading" for c in present)
 
 
 def cosmetic_reason(o: Clause, n: Clause) -> str | None:

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 PAIR_SAME_CLAUSE = 0.25
 PAIR_ACROSS = 0.5
 PAIR_POLARITY = 0.45
+LISTED_QUALIFIERS = ("region", "plan")
+"""Qualifiers written as lists of items ("the EU, Switzerland and the UK", "Business and
+Enterprise plans"): one item more or fewer is a wider or narrower statement."""
 EASIER = frozenset({"setting"})
 """Qualifiers that make a choice easier to use: a settings switch added beside an e-mail request
 broadens the opt-out (and its removal narrows it)."""  # a flip of polarity is only believed between closely similar sentences
@@ -65,7 +68,16 @@ def compare_clauses(rules: RuleSet, old: str | None, new: str | None, section: s
 
 
 def _extents(rules: RuleSet) -> dict[str, Mapping[str, Any]]:
-    return {lang: kinds["extent"] for lang, kinds in rules.facets.items() if "extent" in kinds}
+    """Per language, the `extent` words, plus the qualifiers that name listable items (regions,
+    plans) and the exception cue, to weigh an item added to or dropped from such a list."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for lang, kinds in rules.facets.items():
+        if "extent" not in kinds:
+            continue
+        qualifier = kinds.get("qualifier", {})
+        items = tuple(qualifier[name] for name in LISTED_QUALIFIERS if name in qualifier)
+        out[lang] = {**kinds["extent"], "_items": items, "_exempt": qualifier.get("exception")}
+    return out
 
 
 def compare_documents(
@@ -133,6 +145,7 @@ def diff_statements(
     facets did not change."""
     flags: list[tuple[Flag, int]] = []
     reworded: list[Rewording] = []
+    news = _join_split_sentences(olds, news)
     pairs = _pair(olds, news)
     paired_old = {id(o) for o, _ in pairs}
     paired_new = {id(n) for _, n in pairs}
@@ -161,6 +174,58 @@ def diff_statements(
             if n.signature not in standing:
                 flags.append((_flag(n, *_added(n, kept, before=before(n.clause, 1) if before else ()), "new"), n.clause))
     return StatementDiff(flags, reworded)
+
+
+SPLIT_PART = 0.8  # share of a piece's content words that stand in the old sentence
+SPLIT_COVER = 0.6  # share of the old sentence's content words the pieces say again
+
+
+def _content(words: Sequence[str]) -> set[str]:
+    return {_stem(w) for w in words if len(w) >= _MIN_CONTENT and w not in _FUNCTION}
+
+
+def _stands(word: str, words: set[str]) -> bool:
+    """The word, or an inflection of it ("private" / "privaten"), is among `words`."""
+    return word in words or (len(word) >= 5 and any(w.startswith(word[:5]) for w in words))
+
+
+def _join_split_sentences(olds: Sequence[Statement], news: Sequence[Statement]) -> list[Statement]:
+    """One sentence cut in two or more ("We use public posts to train AI, and we do not use
+    private messages for it." -> "... to train AI. Private messages are not used for it.", or
+    list items under a line that ends in a colon) says what it said: pieces of one category,
+    each made of the old sentence's words and together most of them, are read as one statement
+    (their facets joined) before pairing. One piece alone is an edit, not a split."""
+    out = list(news)
+    for o in olds:
+        whole = _content(o.words)
+        if len(whole) < 4:
+            continue
+        pieces = []
+        for n in out:
+            if n.category != o.category or abs(n.clause - o.clause) > 3 or len(n.words) >= len(o.words):
+                continue
+            part = _content(n.words)
+            if len(part) >= 2 and sum(_stands(w, whole) for w in part) >= SPLIT_PART * len(part):
+                pieces.append(n)
+        pieces = [n for n in pieces if n.polarity == o.polarity or not any(m.key == n.key and m.polarity == o.polarity for m in pieces)]
+        if len({n.key for n in pieces}) != len(pieces) or len(pieces) < 2:
+            continue  # a sentence read twice is one piece, not a split
+        if len(whole & set().union(*(_content(n.words) for n in pieces))) < SPLIT_COVER * len(whole):
+            continue
+        first = next((n for n in pieces if n.polarity == o.polarity), pieces[0])
+        joined = replace(
+            first,
+            key=" ".join(n.key for n in pieces),
+            sentence=" ".join(n.sentence for n in pieces),
+            actors=frozenset().union(*(n.actors for n in pieces)),
+            data=frozenset().union(*(n.data for n in pieces)),
+            models=frozenset().union(*(n.models for n in pieces)),
+            limits=frozenset().union(*(n.limits for n in pieces)),
+            qualifiers=frozenset().union(*(n.qualifiers for n in pieces)),
+            around=frozenset().union(*(n.around for n in pieces)),
+        )
+        out = [joined if n is first else n for n in out if n is first or all(n is not p for p in pieces)]
+    return out
 
 
 def _added(
@@ -363,6 +428,7 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
     old_words, new_words = o.words, n.words
     found: list[tuple[str, str]] = []
     sign = -1 if n.polarity == "does-not" else 1
+    found.extend(_listed_qualifiers(o, n, extent, sign))
     matcher = SequenceMatcher(None, old_words, new_words, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         grew = (j2 - j1) - (i2 - i1)
@@ -395,6 +461,43 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
         elif _search(extent.get("wider"), " ".join([*before, *run[:3]])):
             wider = inserted if sign > 0 else not inserted
             found.append(("broadened" if wider else "narrowed", f"{'adds' if inserted else 'drops'}: {phrase}"))
+    return found
+
+
+def _qualifier_items(sentence: str, extent: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """The regions and plans a sentence names: (those the statement covers, those named after
+    an exception cue: "This does not apply to users in the EEA, Brazil or China")."""
+    text = fold(sentence)
+    exempt = getattr(extent.get("_exempt"), "regex", None)
+    first_exempt = min((m.start() for m in exempt.finditer(text)), default=len(text) + 1) if exempt else len(text) + 1
+    covered: set[str] = set()
+    excepted: set[str] = set()
+    for node in extent.get("_items", ()):
+        regex = getattr(node, "regex", None)
+        if regex is None:
+            continue
+        for m in regex.finditer(text):
+            (excepted if m.start() > first_exempt else covered).add(" ".join(m.group().lower().split()))
+    return covered, excepted
+
+
+def _listed_qualifiers(o: Statement, n: Statement, extent: Mapping[str, Any], sign: int) -> list[tuple[str, str]]:
+    """A list of regions or plans that grew or shrank while the statement still names one
+    ("members of the EEA" -> "of the EEA, Switzerland or the UK"): more items covered is wider,
+    more items excepted is narrower (and the reverse under a promise not to). Only a change in
+    the number of items counts: "the EU" -> "the European Union" rewords."""
+    if not extent.get("_items"):
+        return []
+    found: list[tuple[str, str]] = []
+    (o_cov, o_exc), (n_cov, n_exc) = _qualifier_items(o.sentence, extent), _qualifier_items(n.sentence, extent)
+    for before, after, excepted in ((o_cov, n_cov, False), (o_exc, n_exc, True)):
+        if not before or not after or len(before) == len(after):
+            continue
+        grew = len(after) > len(before)
+        wider = grew == (sign > 0) if not excepted else grew == (sign < 0)
+        items = sorted(after - before) if grew else sorted(before - after)
+        detail = f"{'adds' if grew else 'drops'}{' an exception for' if excepted else ''}: {', '.join(items)}"
+        found.append(("broadened" if wider else "narrowed", detail))
     return found
 
 

@@ -111,6 +111,8 @@ def statements_in(rules: RuleSet, ctx: Context, *, own: str | None = None, quest
         facets = _facets(rules, ctx, language, lo, hi)
         if language not in arounds:
             arounds[language] = _facets(rules, ctx, language, 0, len(text.folded))
+            for kind, names in _list_intro_facets(rules, ctx, language).items():
+                arounds[language][kind] |= names
         around = arounds[language]
         if index in limit_sentences and category == "ai-training":
             continue
@@ -291,6 +293,17 @@ def _merge_same_sentence(statements: list[Statement]) -> list[Statement]:
         seen[slot] = len(out)
         out.append(st)
     return out
+
+
+def _list_intro_facets(rules: RuleSet, ctx: Context, language: str) -> dict[str, set[str]]:
+    """The facets of the line that introduces a list ("Your content:"), read as said around each
+    of its items ("- is not used to train AI models"): an item is the end of that sentence."""
+    lines = [line.strip(" *_#") for line in (ctx.section_markdown or "").split("\n")]
+    intro = next((line for line in reversed(lines) if line.endswith(":")), None)
+    if not intro:
+        return {}
+    found = _facets(rules, Context(intro), language, 0, len(intro))
+    return {kind: found[kind] for kind in ("actor", "data", "limit", "qualifier")}
 
 
 def _modality(found: set[str]) -> str:
