@@ -14,12 +14,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= targets.yaml
 
-.PHONY: run test bench setup browser redis archive-tools clean
+.PHONY: run test bench setup browser redis rabbitmq archive-tools clean
 
 run: setup
 	$(BIN)/monitor --config $(CONFIG) run
 
-test: setup redis archive-tools
+test: setup redis rabbitmq archive-tools
 	$(BIN)/python -m pytest -q
 
 bench: setup redis
@@ -45,6 +45,14 @@ redis:
 		echo "setup: installing redis-server"; \
 		if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }; \
 		else sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server || { sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }; fi; }
+
+# One distributed test runs the same workers on RabbitMQ (the broker is a URL): `make test`
+# installs rabbitmq-server too; the test starts its own node on free ports.
+rabbitmq:
+	@command -v rabbitmq-server >/dev/null 2>&1 || test -x /usr/sbin/rabbitmq-server || { \
+		echo "setup: installing rabbitmq-server"; \
+		if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server; }; \
+		else sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server || { sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server; }; fi; }
 
 # pywb and the wacz validator replay and check exported bundles in the tests. They pin an old
 # redis client that Celery cannot share, so they live in a virtualenv of their own, like the
