@@ -21,11 +21,12 @@ Traffic (measured: benchmarks/distributed.py, tests/test_distributed.py): a Cele
 costs about 600 bytes of envelope and kombu stores it three times over (LPUSH, the BRPOP
 that takes it, the unacked copy kept for redelivery), and Celery's result backend added a
 SETEX, a PUBLISH, a SUBSCRIBE and a GET per task. So checks due together travel in one
-task message (a few per message, spread over the live workers), protocol 1 with the
-arguments as zlib-compressed JSON (`mz`); the task ignores its result, and the worker pushes
-the results (compressed together, grouped over a few milliseconds) to a Redis list of the
-sender's, which the daemon reads with a blocking pop. Acknowledgement stays late: a worker
-pushes a message's results before it is acknowledged.
+task message (to idle workers spread over them; while others are at the workers, up to a
+second's worth of checks in one), protocol 1 with the arguments as zlib-compressed JSON
+(`mz`), the extraction key and raw hash cut to their first 16 digits; the task ignores its
+result, and the worker pushes the results (compressed together, grouped over up to a
+second) to a Redis list of the sender's, which the daemon reads with a blocking pop.
+Acknowledgement stays late: a worker pushes a message's results before it is acknowledged.
 """
 
 from __future__ import annotations
