@@ -160,8 +160,9 @@ class Clause:
         """Lower-cased visible words, for measuring how alike two clauses are."""
         return _comparison_form_clean(visible_text(self.text)).lower().split()
 
-    @property
+    @cached_property
     def plain(self) -> str:
+        """The visible text (read by length checks, dates, rules and diffs: computed once)."""
         return visible_text(self.text)
 
     @property
@@ -214,11 +215,12 @@ class _SectionTracker:
     def path(self) -> tuple[str, ...]:
         return tuple(text for _, text in self.stack)
 
-    def heading(self, level: int, text: str) -> tuple[str, ...]:
+    def heading(self, level: int, plain: str) -> tuple[str, ...]:
+        """The path above a heading whose visible text is `plain`, which then joins it."""
         while self.stack and self.stack[-1][0] >= level:
             self.stack.pop()
         above = self.path()
-        self.stack.append((level, visible_text(text)))
+        self.stack.append((level, plain))
         return above
 
 
@@ -241,13 +243,15 @@ class _Builder:
 
     def add(self, kind: str, text: str, level: int = 0) -> None:
         text = clean_text(text)
-        if not visible_text(text).strip():
+        plain = visible_text(text)
+        if not plain:
             return
         if kind == "heading":
-            above = self.sections.heading(level, text)
-            self.clauses.append(Clause("heading", text, level, above))
+            clause = Clause("heading", text, level, self.sections.heading(level, plain))
         else:
-            self.clauses.append(Clause(kind, text, level, self.sections.path()))
+            clause = Clause(kind, text, level, self.sections.path())
+        clause.__dict__["plain"] = plain  # Clause.plain's cache, filled with what was just computed
+        self.clauses.append(clause)
 
 
 # ----------------------------------------------------------------------------- HTML
