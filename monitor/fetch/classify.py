@@ -79,12 +79,11 @@ _UNSEEN = frozenset(("script", "style", "noscript", "template"))
 
 
 class _TextCounter:
-    """A parser target counting, from the parser's events, a lower bound of the length of
-    the body's visible text: each piece of text outside scripts and styles, its words joined
-    by single spaces (pieces joined without a space can only merge words, never lengthen)."""
+    """A parser target keeping the body's text outside scripts and styles, in order: the
+    text _read_html measures, of which every prefix, collapsed, is no longer than the whole."""
 
     def __init__(self) -> None:
-        self.total = 0
+        self.pieces: list[str] = []
         self.in_body = False
         self.unseen = 0
 
@@ -100,10 +99,14 @@ class _TextCounter:
 
     def data(self, text: str) -> None:
         if self.in_body and not self.unseen:
-            self.total += len(" ".join(text.split()))
+            self.pieces.append(text)
 
     def close(self) -> None:
         return None
+
+    def length(self) -> int:
+        """The length of the text so far, collapsed as _read_html collapses it."""
+        return len(" ".join("".join(self.pieces).split()))
 
 
 def _text_longer_than(html: str, limit: int, chunk: int = 8192) -> bool:
@@ -118,12 +121,12 @@ def _text_longer_than(html: str, limit: int, chunk: int = 8192) -> bool:
     try:
         for start in range(0, len(html), chunk):
             parser.feed(html[start:start + chunk])
-            if counter.total > limit:
+            if counter.length() > limit:
                 return True
         parser.close()
     except (lxml.etree.LxmlError, ValueError):
         return False
-    return counter.total > limit
+    return counter.length() > limit
 
 
 def _read_html(html: str) -> tuple[str, str, str]:
