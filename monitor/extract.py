@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import yaml
 
 from .errors import FetchError, InputError
-from .text import visible_text
+from .text import translator, visible_text
 
 CLAUSE_KINDS = ("heading", "paragraph", "list-item", "table-row")
 # Part of the key that lets a check skip extraction when a page's bytes did not change (see
@@ -62,11 +62,13 @@ _FOLD = str.maketrans(
         "\u2026": "...", "\u2022": "*", "\u00b7": "*",
     }
 )
+_drop_invisible = translator(_INVISIBLE)
+_fold = translator(_FOLD)
 
 
 def clean_text(text: str) -> str:
     """What is stored: NFC, invisible characters dropped, every run of spaces one space."""
-    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+    text = _drop_invisible(unicodedata.normalize("NFC", text))
     return _SPACES.sub(" ", text).strip()
 
 
@@ -83,7 +85,7 @@ def comparison_form(text: str) -> str:
 
 def _comparison_form_clean(text: str) -> str:
     """comparison_form() for text that is already clean (stored clause text)."""
-    text = text.translate(_FOLD)
+    text = _fold(text)
     text = _SPACE_BEFORE.sub(r"\1", text)  # "word ," and "word." compare equal
     return _SPACE_AFTER.sub(r"\1", text)
 
