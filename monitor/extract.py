@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import yaml
 
 from .errors import FetchError, InputError
-from .text import visible_text
+from .text import translator, visible_text
 
 CLAUSE_KINDS = ("heading", "paragraph", "list-item", "table-row")
 # Part of the key that lets a check skip extraction when a page's bytes did not change (see
@@ -62,11 +62,13 @@ _FOLD = str.maketrans(
         "\u2026": "...", "\u2022": "*", "\u00b7": "*",
     }
 )
+_drop_invisible = translator(_INVISIBLE)
+_fold = translator(_FOLD)
 
 
 def clean_text(text: str) -> str:
     """What is stored: NFC, invisible characters dropped, every run of spaces one space."""
-    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+    text = _drop_invisible(unicodedata.normalize("NFC", text))
     return _SPACES.sub(" ", text).strip()
 
 
@@ -83,7 +85,7 @@ def comparison_form(text: str) -> str:
 
 def _comparison_form_clean(text: str) -> str:
     """comparison_form() for text that is already clean (stored clause text)."""
-    text = text.translate(_FOLD)
+    text = _fold(text)
     text = _SPACE_BEFORE.sub(r"\1", text)  # "word ," and "word." compare equal
     return _SPACE_AFTER.sub(r"\1", text)
 
@@ -160,8 +162,9 @@ class Clause:
         """Lower-cased visible words, for measuring how alike two clauses are."""
         return _comparison_form_clean(visible_text(self.text)).lower().split()
 
-    @property
+    @cached_property
     def plain(self) -> str:
+        """The visible text (read by length checks, dates, rules and diffs: computed once)."""
         return visible_text(self.text)
 
     @property
@@ -214,11 +217,12 @@ class _SectionTracker:
     def path(self) -> tuple[str, ...]:
         return tuple(text for _, text in self.stack)
 
-    def heading(self, level: int, text: str) -> tuple[str, ...]:
+    def heading(self, level: int, plain: str) -> tuple[str, ...]:
+        """The path above a heading whose visible text is `plain`, which then joins it."""
         while self.stack and self.stack[-1][0] >= level:
             self.stack.pop()
         above = self.path()
-        self.stack.append((level, visible_text(text)))
+        self.stack.append((level, plain))
         return above
 
 
@@ -241,13 +245,15 @@ class _Builder:
 
     def add(self, kind: str, text: str, level: int = 0) -> None:
         text = clean_text(text)
-        if not visible_text(text).strip():
+        plain = visible_text(text)
+        if not plain:
             return
         if kind == "heading":
-            above = self.sections.heading(level, text)
-            self.clauses.append(Clause("heading", text, level, above))
+            clause = Clause("heading", text, level, self.sections.heading(level, plain))
         else:
-            self.clauses.append(Clause(kind, text, level, self.sections.path()))
+            clause = Clause(kind, text, level, self.sections.path())
+        clause.__dict__["plain"] = plain  # Clause.plain's cache, filled with what was just computed
+        self.clauses.append(clause)
 
 
 # ----------------------------------------------------------------------------- HTML

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,6 +79,16 @@ _FETCH_COLUMNS = (
 _INSERT_FETCH = f"insert into fetches ({', '.join(_FETCH_COLUMNS)}) values ({', '.join('?' * len(_FETCH_COLUMNS))})"
 
 
+# An unchanged check's commit (a fetch row, the target's last-checked time) is not fsynced:
+# in WAL mode, with synchronous NORMAL for that one commit, a kill -9 loses nothing (the WAL
+# is in the OS's cache), and a power cut may lose the last few such rows, as a batch of them
+# would. Every other commit (a version, a change and its alerts, a state change) stays FULL,
+# and its fsync of the WAL makes the quiet commits before it durable too; one expected to be
+# unchanged that was not (another process stored a version meanwhile) fsyncs the WAL itself
+# before returning. Most checks are unchanged, and an fsync each was a good part of their time.
+_QUIET = "PRAGMA synchronous = NORMAL"
+
+
 class Store:
     """The database and the snapshot directory, opened together."""
 
@@ -92,9 +103,14 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.db_path}: cannot open the database ({exc})") from None
         self.db: sqlite_utils.Database = sqlite_utils.Database(conn)
+        self._wal = False  # WAL mode: unchanged checks commit quietly (see _QUIET)
+        # target id -> [(state, consecutive failures)] as the last live fetch row left them,
+        # in the commit_check transaction that wrote it (read by _update_state)
+        self._status: dict[str, list[tuple[Any, Any]]] = {}
         try:
             self.db.execute("PRAGMA busy_timeout = 30000")
             self.db.enable_wal()
+            self._wal = self.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             self.db.execute("PRAGMA synchronous = FULL")
             self.db.execute("PRAGMA foreign_keys = ON")
             self._ensure_schema()
@@ -200,8 +216,11 @@ class Store:
         """Make sure every configured target has a row (settings may have changed)."""
         now = utcnow()
         with self.write():
+            cursor = self.db.conn.execute("select * from targets")  # one read for all of them
+            names = [c[0] for c in cursor.description]
+            rows = {row["id"]: row for row in (dict(zip(names, r)) for r in cursor)}
             for t in targets:
-                existing = self.target_row(t.id)
+                existing = rows.get(t.id)
                 row = {
                     "id": t.id, "service": t.service, "document": t.document, "url": t.url,
                     "urls": json.dumps(list(t.urls)), "updated_at": now,
@@ -246,18 +265,21 @@ class Store:
         fetch_id = conn.execute(_INSERT_FETCH, [row[c] for c in _FETCH_COLUMNS]).lastrowid
         if not live:
             return int(fetch_id)
-        # one statement, the failure count kept by SQLite (no read of the row first)
+        # one statement, the failure count kept by SQLite (no read of the row first); what it
+        # returns is the status _update_state decides on, so that needs no read either
         if outcome == "failed":
-            conn.execute(
+            cursor = conn.execute(
                 "update targets set last_fetch_at = ?, consecutive_failures = coalesce(consecutive_failures, 0) + 1, "
-                "last_error_kind = ? where id = ?", [fetch.finished_at, fetch.error_kind, fetch.target_id],
+                "last_error_kind = ? where id = ? returning state, consecutive_failures",
+                [fetch.finished_at, fetch.error_kind, fetch.target_id],
             )
         else:
-            conn.execute(
+            cursor = conn.execute(
                 "update targets set last_fetch_at = ?, consecutive_failures = 0, last_success_at = ?, last_error_kind = null, "
-                "last_change_at = case when ? then ? else last_change_at end where id = ?",
+                "last_change_at = case when ? then ? else last_change_at end where id = ? returning state, consecutive_failures",
                 [fetch.finished_at, fetch.finished_at, outcome == "new-version", fetch.finished_at, fetch.target_id],
             )
+        self._status[fetch.target_id] = cursor.fetchall()
         return int(fetch_id)
 
     def known_extraction(self, target_id: str, latest: Version | None) -> tuple[str, str] | None:
@@ -516,19 +538,40 @@ class Store:
             latest = self.latest_version(outcome.target_id)
             if latest is None or latest.text_sha256 != cand.fetch.text_sha256:
                 raw_meta = self._write_files(outcome.target_id, cand.raws, text_bytes, sha256_bytes(text_bytes))
-        with self.write():
-            if outcome.engine_choice:
-                self.db.conn.execute("update targets set engine_choice = ? where id = ?", [outcome.engine_choice, outcome.target_id])
-            for record, kind in outcome.fetches:
-                self._record_fetch(record, kind)
-            committed = Committed("failed" if outcome.failed else "unconfirmed")
-            if cand is not None:
-                committed = self._commit_candidate(outcome.target_id, cand, raw_meta, text_bytes)
-            outage_rows = outcome.watch() if outcome.watch is not None else []
-            if outage_rows:
-                self._insert_alerts(outage_rows)
-            committed.state_change = self._update_state(outcome)
+        conn = self.db.conn
+        # an unchanged fetch (same bytes, or the same text) is expected to commit quietly
+        quiet = self._wal and not conn.in_transaction and cand is not None and not outcome.failed and not outcome.fetches and not outcome.engine_choice and (
+            cand.document is None or raw_meta is None)
+        if quiet:
+            conn.execute(_QUIET)  # only outside a transaction
+        self._status.pop(outcome.target_id, None)
+        try:
+            with self.write():
+                if outcome.engine_choice:
+                    conn.execute("update targets set engine_choice = ? where id = ?", [outcome.engine_choice, outcome.target_id])
+                for record, kind in outcome.fetches:
+                    self._record_fetch(record, kind)
+                committed = Committed("failed" if outcome.failed else "unconfirmed")
+                if cand is not None:
+                    committed = self._commit_candidate(outcome.target_id, cand, raw_meta, text_bytes)
+                outage_rows = outcome.watch() if outcome.watch is not None else []
+                if outage_rows:
+                    self._insert_alerts(outage_rows)
+                committed.state_change = self._update_state(outcome)
+        finally:
+            if quiet:
+                conn.execute("PRAGMA synchronous = FULL")
+        if quiet and (committed.outcome != "unchanged" or outage_rows or committed.state_change):
+            self._sync_wal()  # it was not quiet after all: durable now, as a FULL commit would be
         return committed
+
+    def _sync_wal(self) -> None:
+        """fsync the WAL, which is what a commit with synchronous FULL does."""
+        fd = os.open(f"{self.db_path}-wal", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _commit_candidate(self, target_id: str, cand: Candidate, raw_meta: list[dict[str, Any]] | None, text_bytes: bytes) -> Committed:
         fetch = cand.fetch
@@ -568,9 +611,12 @@ class Store:
     def _update_state(self, outcome: CheckOutcome) -> str | None:
         """Move a target into `failing` after N consecutive failures, and out of it on success,
         queueing the state alert with it. Returns 'failing' or 'recovered' when it changed."""
-        row = self._one("select state, consecutive_failures from targets where id = ?", [outcome.target_id]) or {}
-        state = row.get("state") or "new"
-        failures = row.get("consecutive_failures") or 0
+        status = self._status.pop(outcome.target_id, None)
+        if status is None:  # no live fetch recorded in this transaction (none is: read it)
+            status = self.db.conn.execute("select state, consecutive_failures from targets where id = ?", [outcome.target_id]).fetchall()
+        state, failures = status[0] if status else (None, None)
+        state = state or "new"
+        failures = failures or 0
         if outcome.failed and state != "failing" and failures >= outcome.failure_threshold:
             change, detail = "failing", f"{failures} consecutive failures; last: {outcome.error}"
         elif not outcome.failed and state == "failing":

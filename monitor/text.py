@@ -7,8 +7,10 @@ evidence, similarity and rendering work on.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["visible_text"]
+__all__ = ["translator", "visible_text"]
 
 # (trigger, pattern, replacement): a clean-up runs only if one of the trigger characters occurs
 # (None: always). Most clauses have no link, tag or emphasis, and this is run on every one.
@@ -40,3 +42,14 @@ def visible_text(markdown: str) -> str:
         if trigger is None or any(c in text for c in trigger):
             text = pattern.sub(replacement, text)
     return text.strip()
+
+
+def translator(table: dict[int, Any]) -> Callable[[str], str]:
+    """str.translate(table) as a function, one regex scan instead: translate with a dict
+    looks every character up in Python (~10 times slower on a policy's clauses), while most
+    clauses hold none or a few of the table's characters."""
+    if not table:
+        return lambda text: text
+    found = re.compile("[" + "".join(re.escape(chr(k)) for k in sorted(table)) + "]")
+    replace = {chr(k): "" if v is None else chr(v) if isinstance(v, int) else v for k, v in table.items()}
+    return lambda text: found.sub(lambda m: replace[m.group()], text)

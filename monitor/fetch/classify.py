@@ -1,9 +1,11 @@
 """Telling a response that is not the document from one that is: a typed error for a
 non-2xx status, a bot wall or captcha, a block page served with a 200, and an HTML shell
 that needs JavaScript (for `auto`). The markers are data, in monitor/data/botwall.yaml;
-lxml is imported only when a short page has to be read."""
+lxml is imported when the first HTML page has to be read."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..charset import decode_body
 from ..errors import FetchError
@@ -56,7 +58,10 @@ def block_page_reason(page: Page) -> str | None:
     rules = load_data("botwall.yaml")["block_pages"]
     if len(page.body) > rules["max_html_bytes"]:
         return None
-    title, text, markup = _read_html(decode_body(page.body, page.content_type, html=True))
+    html = decode_body(page.body, page.content_type, html=True)
+    if _text_longer_than(html, rules["max_text"]):
+        return None  # a document, not a block page: most pages, told without reading the markup
+    title, text, markup = _read_html(html)
     if len(text) > rules["max_text"]:
         return None
     if title in rules["titles"]:
@@ -68,6 +73,60 @@ def block_page_reason(page: Page) -> str | None:
         if mark in markup:
             return repr(mark)
     return None
+
+
+_UNSEEN = frozenset(("script", "style", "noscript", "template"))
+
+
+class _TextCounter:
+    """A parser target keeping the body's text outside scripts and styles, in order: the
+    text _read_html measures, of which every prefix, collapsed, is no longer than the whole."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.in_body = False
+        self.unseen = 0
+
+    def start(self, tag: str, attrib: Any) -> None:
+        if tag == "body":
+            self.in_body = True
+        elif tag in _UNSEEN:
+            self.unseen += 1
+
+    def end(self, tag: str) -> None:
+        if tag in _UNSEEN and self.unseen:
+            self.unseen -= 1
+
+    def data(self, text: str) -> None:
+        if self.in_body and not self.unseen:
+            self.pieces.append(text)
+
+    def close(self) -> None:
+        return None
+
+    def length(self) -> int:
+        """The length of the text so far, collapsed as _read_html collapses it."""
+        return len(" ".join("".join(self.pieces).split()))
+
+
+def _text_longer_than(html: str, limit: int, chunk: int = 8192) -> bool:
+    """Whether the page's visible text (as _read_html measures it) is surely over `limit`
+    characters, read only as far as needed: a policy page says so in its first few KB, so
+    neither the rest of it nor its attributes (which _read_html gathers, for the short pages
+    that may be block pages) are parsed. False means: read the page in full."""
+    import lxml.etree
+
+    counter = _TextCounter()
+    parser = lxml.etree.HTMLParser(target=counter)
+    try:
+        for start in range(0, len(html), chunk):
+            parser.feed(html[start:start + chunk])
+            if counter.length() > limit:
+                return True
+        parser.close()
+    except (lxml.etree.LxmlError, ValueError):
+        return False
+    return counter.length() > limit
 
 
 def _read_html(html: str) -> tuple[str, str, str]:

@@ -18,7 +18,7 @@ EVIDENCE_MAX = 200
 
 
 
-from ..text import visible_text  # noqa: E402 - the one visible-text function
+from ..text import translator, visible_text  # noqa: E402 - the one visible-text function
 
 
 def _fold_table() -> dict[int, str]:
@@ -39,11 +39,12 @@ def _fold_table() -> dict[int, str]:
 
 
 _FOLD = _fold_table()
+_fold = translator(_FOLD)
 
 
 def fold(text: str) -> str:
     """Fold text for matching. Case is kept: patterns are case-insensitive unless they say not."""
-    return text.translate(_FOLD)
+    return _fold(text)
 
 
 class Span(NamedTuple):
