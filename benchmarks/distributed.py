@@ -239,6 +239,8 @@ def run(pages: int, engines: tuple[str, ...], concurrency: int) -> list[Figure]:
             for engine in engines:
                 for workers, label in ((0, "single"), (1, "fleet+1"), (2, "fleet+2")):
                     measured = asyncio.run(one_setting(server, paths, engine, concurrency, workers, Path(tmp)))
+                    # as each setting ends, so that a run cut short keeps what it measured
+                    print(f"{engine} {label}: " + ", ".join(f"{k} {v:,.1f}" for k, v in measured.items()), file=sys.stderr, flush=True)
                     for name, value in measured.items():
                         unit = "pages/s" if "pages/s" in name else "ms" if "ms" in name else "bytes"
                         figures.append(Figure(NAME, f"{engine} {label} {name.replace(' pages/s', '').replace(' ms/check', '/check').replace(' bytes/check', '/check')}", value, unit))
