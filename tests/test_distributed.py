@@ -404,6 +404,22 @@ def _connected_worker(workers: Workers, port: int) -> str | None:
     return None
 
 
+def _kill_the_worker_fetching(workers: Workers, port: int) -> str:
+    """kill -9 the worker connected to `port` (the one holding the hung fetch); its name."""
+    victim: str | None = None
+
+    def found() -> bool:
+        nonlocal victim
+        victim = _connected_worker(workers, port)
+        return victim is not None
+
+    assert wait_for(found, timeout=20)
+    assert victim is not None
+    workers.procs[victim].send_signal(signal.SIGKILL)
+    workers.procs[victim].wait(10)
+    return victim
+
+
 def test_a_worker_killed_mid_fetch_leaves_the_check_to_the_other(redis_server: RedisServer, workers: Workers, site: Site, tmp_path: Path) -> None:
     release = threading.Event()
     requests: list[float] = []
@@ -422,17 +438,7 @@ def test_a_worker_killed_mid_fetch_leaves_the_check_to_the_other(redis_server: R
     check = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: len(requests) == 1, timeout=60)
-        victim: str | None = None
-
-        def found() -> bool:
-            nonlocal victim
-            victim = _connected_worker(workers, site.port)
-            return victim is not None
-
-        assert wait_for(found, timeout=20)
-        assert victim is not None
-        workers.procs[victim].send_signal(signal.SIGKILL)
-        workers.procs[victim].wait(10)
+        victim = _kill_the_worker_fetching(workers, site.port)
         out, err = check.communicate(timeout=90)
     finally:
         release.set()
@@ -679,17 +685,7 @@ def test_rabbitmq_is_a_broker_by_its_url_and_requeues_a_killed_workers_task(
     check = subprocess.Popen([sys.executable, "-m", "monitor", "-v", "--config", str(config), "check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: len(requests) == 1, timeout=60)
-        victim: str | None = None
-
-        def found() -> bool:
-            nonlocal victim
-            victim = _connected_worker(workers, slow_site.port)
-            return victim is not None
-
-        assert wait_for(found, timeout=20)
-        assert victim is not None
-        workers.procs[victim].send_signal(signal.SIGKILL)
-        workers.procs[victim].wait(10)
+        victim = _kill_the_worker_fetching(workers, slow_site.port)
         out, err = check.communicate(timeout=90)
     finally:
         release.set()
