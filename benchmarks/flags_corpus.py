@@ -44,7 +44,7 @@ def quality(say=print) -> list[Figure]:
 
     rules = load_rules()
     figures = []
-    for label, folder in (("labelled suite", "flag_suite"), ("held-out set", "flag_holdout"), ("second held-out set", "flag_holdout2"), ("third held-out set", "flag_holdout3"), ("fourth held-out set", "flag_holdout4"), ("fifth held-out set", "flag_holdout5"), ("sixth held-out set", "flag_holdout6"), ("seventh held-out set", "flag_holdout7"), ("eighth held-out set (never read)", "flag_holdout8")):
+    for label, folder in (("labelled suite", "flag_suite"), ("held-out set", "flag_holdout"), ("second held-out set", "flag_holdout2"), ("third held-out set", "flag_holdout3"), ("fourth held-out set", "flag_holdout4"), ("fifth held-out set", "flag_holdout5"), ("sixth held-out set", "flag_holdout6"), ("seventh held-out set", "flag_holdout7"), ("eighth held-out set", "flag_holdout8")):
         cases = load_suite(ROOT / "tests" / folder)
         if not cases:
             continue
