@@ -59,3 +59,33 @@ def test_a_broken_cache_file_is_compiled_again(tmp_path: Path, monkeypatch: pyte
     loader._load_rules.cache_clear()
     assert flags(load_rules(rules_dir=rules_dir, strict=False))
     loader._load_rules.cache_clear()
+
+
+def test_regexes_rebuilt_from_the_cache_match_as_freshly_compiled_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache keeps each regex in its compiled form (the regex engine's program), so a short
+    run skips compiling; rebuilt from it, every regex finds exactly what a fresh compile finds."""
+    import re
+
+    import yaml
+
+    monkeypatch.setenv("MONITOR_CACHE_DIR", str(tmp_path / "cache"))
+    loader._load_rules.cache_clear()
+    load_rules(strict=False)  # writes the cache
+    cached = loader._DiskCache(loader._rule_paths(None, RULES_DIR)).load()
+    assert cached is not None
+    nodes = loader._regex_nodes(cached)
+    assert nodes and all(node._program is not None for node in nodes), "every regex stored compiled"
+    texts = []
+    for path in sorted((Path(__file__).parent / "flag_suite").glob("*.yaml")):
+        for case in yaml.safe_load(path.read_text(encoding="utf-8"))[:12]:
+            texts += [case.get("old") or "", case.get("new") or ""]
+    from monitor.flags.text import Text
+
+    folded = [Text(t).folded for t in texts if t]
+    for node in nodes:
+        fresh = re.compile(node.pattern, re.IGNORECASE)
+        rebuilt = node.regex
+        assert rebuilt is not fresh
+        for text in folded:
+            assert [m.span() for m in rebuilt.finditer(text)] == [m.span() for m in fresh.finditer(text)], node.pattern[:80]
+    loader._load_rules.cache_clear()

@@ -61,6 +61,53 @@ def _compile_with_tree(pattern: str, flags: int) -> tuple[re.Pattern[str], Any]:
         return re.compile(pattern, flags), None
 
 
+def compiled_program(regex: re.Pattern[str], tree: Any) -> tuple[Any, ...] | None:
+    """What the regex engine needs to rebuild `regex` without parsing or compiling it again
+    (the arguments of the private `_sre.compile`), for the rules' disk cache: compiling the
+    long alternations of the rules is most of a short `monitor diff`. None when the private
+    compiler is not as expected (the cache then stores the pattern only)."""
+    try:
+        import array
+        import zlib
+
+        import _sre  # type: ignore[import-not-found]
+        from re import _compiler as sre_compile  # type: ignore[attr-defined]
+
+        flags = regex.flags
+        code = array.array("I", sre_compile._code(tree, flags))
+        if code.itemsize != _sre.CODESIZE:
+            return None
+        state = tree.state
+        indexgroup = [None] * state.groups
+        for name, index in state.groupdict.items():
+            indexgroup[index] = name
+        # compressed: a tenth of the size (the programs repeat the same alternations)
+        program = (_sre.MAGIC, flags, zlib.compress(code.tobytes()), state.groups - 1, dict(state.groupdict), tuple(indexgroup))
+        if from_program(regex.pattern, program) is None:
+            return None
+        return program
+    except Exception:
+        return None
+
+
+def from_program(pattern: str | None, program: tuple[Any, ...]) -> re.Pattern[str] | None:
+    """The regex `compiled_program` described, or None if this Python cannot rebuild it."""
+    try:
+        import array
+        import zlib
+
+        import _sre  # type: ignore[import-not-found]
+
+        magic, flags, code, groups, groupindex, indexgroup = program
+        if magic != _sre.MAGIC:
+            return None
+        words = array.array("I")
+        words.frombytes(zlib.decompress(code))
+        return _sre.compile(pattern, flags, words.tolist(), groups, groupindex, indexgroup)
+    except Exception:
+        return None
+
+
 def _selective(needle: Needle) -> bool:
     """Worth testing: 3+ characters, 2+ case-sensitive ones ("AI"), or a rare one ("@")."""
     text = needle.text

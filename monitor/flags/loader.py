@@ -329,14 +329,15 @@ class _DiskCache:
     """The compiled RuleSet of some rule files, pickled, keyed by the digests of those files,
     of monitor/data/ai_actors.yaml and of the flags engine's own source (so an edit of either
     is never answered from a stale cache), and by the Python version. Regexes are stored
-    uncompiled, with the literal pre-checks (needles) worked out: most clauses are settled by
-    a substring test, so a run compiles only the regexes its text reaches. Saved before first
-    use, so the file's size does not depend on what a run happened to compile. Any problem
-    reading or writing the cache only costs compiling the rules again.
+    with the literal pre-checks (needles) worked out and in their compiled form (the regex
+    engine's program: rebuilding a regex from it skips parsing and compiling, which is most of
+    a short `monitor diff`). Every regex is compiled before saving, so the file's content does
+    not depend on what a run happened to reach. Any problem reading or writing the cache only
+    costs compiling the rules again.
 
     Where: $MONITOR_CACHE_DIR, else $XDG_CACHE_HOME/privacy-monitor, else ~/.cache/privacy-monitor."""
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, paths: Sequence[Path]):
         import hashlib
@@ -377,7 +378,7 @@ class _DiskCache:
         nodes = _regex_nodes(ruleset)
         try:
             for node in nodes:
-                node.needles  # noqa: B018 - worked out now, stored with the rules
+                node.prepare_for_cache()  # needles and compiled program, stored with the rules
         except RuleError:
             return  # a bad regex (strict=False defers it): reported where it is used, not cached
         buffer = io.BytesIO()

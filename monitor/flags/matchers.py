@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .literals import Needle, _compile_with_tree, required_literals
+from .literals import Needle, _compile_with_tree, compiled_program, from_program, required_literals
 from .model import RuleError
 from .text import HEADING_ONLY, Span, Text, _overlap
 
@@ -131,6 +131,7 @@ class Regex(Matcher):
         self.error = error  # "file: rule: field: bad regex 'source'", should compiling fail
         self._regex: re.Pattern[str] | None = None
         self._needles: tuple[Needle, ...] | None = None
+        self._program: tuple[Any, ...] | None = None  # the compiled form, kept by the rules cache
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -148,12 +149,24 @@ class Regex(Matcher):
         assert self._needles is not None
         return self._needles
 
-    def _prepare(self) -> None:
+    def _prepare(self, *, for_cache: bool = False) -> None:
+        if self._program is not None and self._needles is not None:
+            self._regex = from_program(self.pattern, self._program)
+            if self._regex is not None:
+                return
         try:
             self._regex, tree = _compile_with_tree(self.pattern, int(re.IGNORECASE))
         except re.error as exc:
             raise RuleError(f"{self.error}: {exc}") from None
         self._needles = required_literals(self._regex, tree)
+        if for_cache and tree is not None:
+            self._program = compiled_program(self._regex, tree)
+
+    def prepare_for_cache(self) -> None:
+        """Compile now and keep the compiled form, which the rules' disk cache stores (a run
+        from the cache then skips parsing and compiling). Raises RuleError on a bad regex."""
+        if self._program is None:
+            self._prepare(for_cache=True)
 
     @classmethod
     def build(cls, value: Any, opts: dict[str, Any], compiler: Compiler, field: str) -> Matcher:
