@@ -150,7 +150,8 @@ def diff_statements(
     paired_old = {id(o) for o, _ in pairs}
     paired_new = {id(n) for _, n in pairs}
     for o, n in pairs:
-        _judge(o, n, _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language)), flags, reworded)
+        moved = _neighbour_words(o, n, sentences)
+        _judge(o, n, _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language), moved), flags, reworded)
     gone = [o for o in olds if id(o) not in paired_old]
     came = [n for n in news if id(n) not in paired_new]
     for o, n in _pair_leftovers(gone, came):  # a clause removed and another written in its place
@@ -418,11 +419,26 @@ def _stem(word: str) -> str:
     return word
 
 
-def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+def _neighbour_words(o: Statement, n: Statement, sentences: ClauseSentences | None) -> tuple[set[str], set[str]]:
+    """The word stems of the other sentences of each side's clause (old, new): words that left
+    a statement for the next sentence ("... to train its models. It also uses that metadata to
+    report on attacks") moved, and words that joined it from a neighbour were already said."""
+    if sentences is None:
+        return set(), set()
+    old_keys, new_keys = sentences.of(o.clause)[0], sentences.of(n.clause)[1]
+    old_other = {_stem(w) for key in old_keys if key != o.key for w in key.split()}
+    new_other = {_stem(w) for key in new_keys if key != n.key for w in key.split()}
+    return old_other, new_other
+
+
+def _inserted_extent(
+    o: Statement, n: Statement, extent: Mapping[str, Any] | None, neighbours: tuple[set[str], set[str]] = (set(), set())
+) -> list[tuple[str, str]]:
     """Scope a statement gained or lost in words its facets do not name: a run of at least
     two new content words inserted after a widening cue ("including drafts you did not post")
     broadens it; after a narrowing cue ("unless you share them", "from accounts of adults") it
-    adds a condition. A deleted run reads the other way. Replacements are rewordings."""
+    adds a condition. A deleted run reads the other way. Replacements are rewordings, and so
+    is a run moved to or from a neighbouring sentence of the clause (`neighbours`)."""
     if not extent:
         return []
     old_words, new_words = o.words, n.words
@@ -453,6 +469,9 @@ def _inserted_extent(o: Statement, n: Statement, extent: Mapping[str, Any] | Non
             continue
         if len(content) < 2:
             continue
+        elsewhere = neighbours[0] if inserted else neighbours[1]
+        if all(_stem(w) in elsewhere for w in content):
+            continue  # moved between this sentence and its neighbour: the clause says the same
         lead = " ".join([*before, *run[:2]])
         phrase = " ".join(run)
         if _search(extent.get("narrower"), lead):
