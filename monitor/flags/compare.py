@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 PAIR_SAME_CLAUSE = 0.25
 PAIR_ACROSS = 0.5
 PAIR_POLARITY = 0.45
+PIECE_MIN_WORDS = 4  # a piece of a sentence (a list item) pairs with the whole when nearly all of it is there
+PIECE_CONTAINED = 0.9
 LISTED_QUALIFIERS = ("region", "plan")
 """Qualifiers written as lists of items ("the EU, Switzerland and the UK", "Business and
 Enterprise plans"): one item more or fewer is a wider or narrower statement."""
@@ -311,7 +313,7 @@ def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[St
                 continue
             same_clause = o.clause == n.clause
             same_polarity = o.polarity == n.polarity
-            sim = SequenceMatcher(None, o.words, n.words, autojunk=False).ratio()
+            sim = _likeness(o.words, n.words)
             if not same_polarity:
                 floor = PAIR_SAME_CLAUSE if same_clause else PAIR_POLARITY
             elif same_clause and o.category == "opt-out-scope":
@@ -325,6 +327,19 @@ def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[St
             score = sim + 0.3 * same_clause + 0.2 * same_polarity + 0.5 * (o.signature == n.signature)
             scored.append((score, i, j))
     return _best_first(scored, olds, news)
+
+
+def _likeness(old: Sequence[str], new: Sequence[str]) -> float:
+    """How alike two sentences' words are: the share of words in common, or, when one side is
+    a piece of the other (a list item under "We use your content:" against the sentence it was
+    cut from), the share of the piece found in the whole."""
+    matcher = SequenceMatcher(None, old, new, autojunk=False)
+    ratio = matcher.ratio()
+    shorter = min(len(old), len(new))
+    if shorter < PIECE_MIN_WORDS or ratio >= PAIR_ACROSS:
+        return ratio
+    matched = sum(block.size for block in matcher.get_matching_blocks())
+    return max(ratio, matched / shorter * PAIR_ACROSS) if matched >= PIECE_CONTAINED * shorter else ratio
 
 
 def _pair_leftovers(gone: Sequence[Statement], came: Sequence[Statement]) -> list[tuple[Statement, Statement]]:
