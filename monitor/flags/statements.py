@@ -270,12 +270,24 @@ def _question_before(section: str | None) -> str | None:
 def _governed(ctx: Context, rules: RuleSet, language: str, lo: int, group: list[tuple[Rule, Span]]) -> bool:
     """Whether a use (training, sharing) is only the object of a choice in its sentence: a
     choice cue ("opt out of", "you can object to", "turn off") comes before every reading of
-    it. "We may use your data to train AI unless you opt out" states the use itself."""
-    cues = rules.facets.get(language, {}).get("choice", {}).get("cue")
+    it. "We may use your data to train AI unless you opt out" states the use itself, and so does
+    a use after a condition that holds the choice ("If you turn on X, we use your sessions to
+    train our models": the language's `choice: condition` opens the sentence, and a comma ends
+    the condition before the use)."""
+    choice = rules.facets.get(language, {}).get("choice", {})
+    cues = choice.get("cue")
     if cues is None:
         return False
     first_cue = min((s.start for s in ctx.spans(cues) if s.start >= lo), default=None)
-    return first_cue is not None and all(first_cue < span.start for _, span in group)
+    if first_cue is None or not all(first_cue < span.start for _, span in group):
+        return False
+    condition = getattr(choice.get("condition"), "regex", None)
+    if condition is not None:
+        text = ctx.text.folded
+        first_use = min(span.start for _, span in group)
+        if condition.match(text[lo:].lstrip(" *_-–—•")) and "," in text[first_cue:first_use]:
+            return False
+    return True
 
 
 def _merge_same_sentence(statements: list[Statement]) -> list[Statement]:
