@@ -153,7 +153,10 @@ def diff_statements(
     paired_new = {id(n) for _, n in pairs}
     for o, n in pairs:
         moved = _neighbour_words(o, n, sentences)
-        _judge(o, n, _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language), moved), flags, reworded)
+        found = _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language), moved)
+        if found and o.polarity == n.polarity and _typo_variant(o.key, n.key):
+            found = []  # a misspelling fixed ("photoes" -> "photos") can make a facet readable: same statement
+        _judge(o, n, found, flags, reworded)
     gone = [o for o in olds if id(o) not in paired_old]
     came = [n for n in news if id(n) not in paired_new]
     for o, n in _pair_leftovers(gone, came):  # a clause removed and another written in its place
@@ -264,7 +267,16 @@ def _typo_variant(a: str, b: str) -> bool:
     if len(wa) != len(wb):
         return False
     diffs = [(x, y) for x, y in zip(wa, wb) if x != y]
-    return 0 < len(diffs) <= 2 and all(SequenceMatcher(None, x, y).ratio() >= 0.75 and len(x) >= 4 for x, y in diffs)
+    return 0 < len(diffs) <= 2 and all(_misspelt(x, y) for x, y in diffs)
+
+
+def _misspelt(a: str, b: str) -> bool:
+    """Two spellings of one word: at most two letters apart, not at the start ("photoes"/
+    "photos"; not "aktiviert"/"deaktiviert", "ausgeschaltet"/"eingeschaltet", "sell"/"tell")."""
+    if len(a) < 4 or len(b) < 4 or a[:2] != b[:2]:
+        return False
+    ops = SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in ops if tag != "equal") <= 2
 
 
 class ClauseSentences:
