@@ -333,7 +333,9 @@ def _pair(olds: Sequence[Statement], news: Sequence[Statement]) -> list[tuple[St
             else:
                 floor = PAIR_SAME_CLAUSE if same_clause else PAIR_ACROSS
             if o.signature == n.signature:
-                floor = min(floor, 0.3)
+                # one clause saying the same thing in new words ("We never train on your chats" ->
+                # "Your chats are under no circumstances used for training"): the same statement
+                floor = 0.0 if same_clause and same_polarity else min(floor, 0.3)
             if sim < floor:
                 continue
             score = sim + 0.3 * same_clause + 0.2 * same_polarity + 0.5 * (o.signature == n.signature)
@@ -357,14 +359,14 @@ def _likeness(old: Sequence[str], new: Sequence[str]) -> float:
 def _pair_leftovers(gone: Sequence[Statement], came: Sequence[Statement]) -> list[tuple[Statement, Statement]]:
     """Unpaired statements of one category in neighbouring changes (a clause removed and another
     written in its place): a flip of polarity whatever the wording, the same polarity if the
-    sentences share a fifth of their words; the most alike first."""
+    sentences share a fifth of their words or say the same (equal facets); the most alike first."""
     scored = []
     for i, o in enumerate(gone):
         for j, n in enumerate(came):
             if o.category == n.category and abs(o.clause - n.clause) <= 2:
                 sim = SequenceMatcher(None, o.words, n.words, autojunk=False).ratio()
-                if o.polarity != n.polarity or sim >= 0.2:
-                    scored.append((sim, i, j))
+                if o.polarity != n.polarity or sim >= 0.2 or o.signature == n.signature:
+                    scored.append((sim + 0.5 * (o.signature == n.signature), i, j))
     return _best_first(scored, gone, came)
 
 

@@ -181,9 +181,9 @@ def sentence_key(folded: str) -> str:
 # shared words, and a German rule must not read an English clause).
 _STOPWORDS = {
     "en": frozenset("the and of to we you your our with for is are that this or by may be not from".split()),
-    "fr": frozenset("le la les des et vous nous votre vos du pour sur est sont que une dans pas avec à au aux qu ils leurs ne ces cette".split()),
-    "de": frozenset("der die das und wir sie ihre ihr den dem des ist sind nicht mit für von zu auf eine".split()),
-    "es": frozenset("el la los las y que usted su sus nuestro nuestros para con por es son del una tu".split()),
+    "fr": frozenset("le la les des et vous nous votre vos du pour sur est sont que une dans pas avec à au aux qu ils leurs ne ces cette tes ton toi peux peut pouvez notre".split()),
+    "de": frozenset("der die das und wir sie ihre ihr den dem des ist sind nicht mit für von zu auf eine dein deine deinen unsere werden wird können".split()),
+    "es": frozenset("el la los las y que usted su sus nuestro nuestros para con por es son del una tu tus nuestra nuestras puedes puede".split()),
 }
 _WORDS = re.compile(r"[^\W\d_]+")
 _LANGUAGES_OF = {  # function word -> the languages it belongs to ("la": fr and es)
