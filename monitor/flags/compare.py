@@ -499,7 +499,7 @@ def _inserted_extent(
         if len(content) < 2:
             continue
         elsewhere = neighbours[0] if inserted else neighbours[1]
-        if all(_stem(w) in elsewhere for w in content):
+        if sum(_stem(w) in elsewhere for w in content) * 2 >= len(content):
             continue  # moved between this sentence and its neighbour: the clause says the same
         lead = " ".join([*before, *run[:2]])
         phrase = " ".join(run)
