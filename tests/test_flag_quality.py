@@ -29,14 +29,19 @@ from monitor.flags.evaluate import (
 from .conftest import CORPUS
 
 TESTS = Path(__file__).resolve().parent
-SUITE_FLOOR = {"precision": 0.98, "recall": 0.97}
-HOLDOUT_FLOOR = {"precision": 0.945, "recall": 0.89}  # the six held-out sets together
+SUITE_FLOOR = {"precision": 0.99, "recall": 0.975}
+HOLDOUT_FLOOR = {"precision": 0.955, "recall": 0.915}  # the six held-out sets together
 CORPUS_FLOOR = {"precision": 0.97, "recall": 0.97}
-# Sets written later, each scored alone. holdout7 and holdout8 have since been used to tune the
-# rules (first runs 0.871/0.871 and 0.892/0.776).
+# Sets written later, each scored alone, each written without reading the rules and scored once
+# before any rule changed because of it (its first run, the honest measure of generalisation),
+# then used to tune the rules. First runs: holdout7 0.871/0.871, holdout8 0.892/0.776,
+# holdout9 0.808/0.750, holdout10 0.887/0.826, holdout11 0.925/0.860.
 LATER_FLOORS = {
     "flag_holdout7": {"precision": 0.97, "recall": 0.98},
     "flag_holdout8": {"precision": 0.98, "recall": 0.95},
+    "flag_holdout9": {"precision": 0.99, "recall": 0.92},
+    "flag_holdout10": {"precision": 0.99, "recall": 0.96},
+    "flag_holdout11": {"precision": 0.98, "recall": 0.94},
 }
 
 
