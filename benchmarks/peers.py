@@ -71,6 +71,9 @@ class Pages:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # as real web servers do (nginx's tcp_nodelay): without it, the body's write waits
+            # for the client's delayed ACK of the headers on a kept-alive connection (~40 ms)
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802 - http.server naming
                 with pages.lock:
