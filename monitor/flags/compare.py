@@ -712,7 +712,7 @@ def _standing(rules: RuleSet, doc: Document, wanted: Sequence[Statement]) -> lis
     out: list[Statement] = []
     for clause in doc.clauses:
         lower = fold(clause.text).lower()
-        if any(words and sum(w in lower for w in words) * 2 >= len(words) for words in needles):
+        if any(words and sum(w in lower for w in words) * 4 >= len(words) * 3 for words in needles):
             out.extend(read_statements(rules, clause.text, clause.section_path or None))
     return out
 
