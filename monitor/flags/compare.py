@@ -152,8 +152,7 @@ def diff_statements(
     paired_old = {id(o) for o, _ in pairs}
     paired_new = {id(n) for _, n in pairs}
     for o, n in pairs:
-        moved = _neighbour_words(o, n, sentences)
-        found = _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language), moved)
+        found = _what_changed(o, n) or _inserted_extent(o, n, (extents or {}).get(n.language), _neighbour_words(o, n, sentences))
         if found and o.polarity == n.polarity and _typo_variant(o.key, n.key):
             found = []  # a misspelling fixed ("photoes" -> "photos") can make a facet readable: same statement
         _judge(o, n, found, flags, reworded)
